@@ -1,0 +1,66 @@
+"""What the pipeline knows about one person in one image (ROS-free), and the numerical guards
+applied before anything is published: finite values and symmetric positive semi-definite
+covariances."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .skeleton import NUM_JOINTS
+
+
+class InvalidPoseError(ValueError):
+    """A pose that must not be published (non-finite values, a covariance that is not PSD)."""
+
+
+@dataclass
+class Person3D:
+    track_id: int
+    score: float
+    positions: np.ndarray          # (17, 3) metres, camera optical frame
+    covariance: np.ndarray         # (17, 3, 3) m^2, incl. root placement uncertainty
+    root: np.ndarray               # (3,) pelvis in the camera frame
+    root_covariance: np.ndarray    # (3, 3)
+    keypoints_2d: np.ndarray       # (17, 2) pixels of the source image
+    keypoint_conf: np.ndarray      # (17,)
+    num_hypotheses: int
+    diffusion_steps: int
+    reliable: bool = True
+    box: np.ndarray = field(default_factory=lambda: np.zeros(4))   # xyxy pixels
+    positions_rel: np.ndarray | None = None                         # (17, 3) root-relative
+    hypotheses: np.ndarray | None = None                            # (N, 17, 3) root-relative
+
+
+def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -> np.ndarray:
+    """Symmetrise (..., 3, 3) covariances and clip tiny negative eigenvalues to ``floor``.
+
+    Sampling noise and float32 arithmetic leave eigenvalues like -1e-9; those are repaired.
+    A clearly negative eigenvalue (below -tol relative to the largest) means the matrix is wrong,
+    not noisy, and raises InvalidPoseError instead of being hidden.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if not np.all(np.isfinite(cov)):
+        raise InvalidPoseError("covariance has non-finite values")
+    sym = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    w, v = np.linalg.eigh(sym)
+    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), floor)
+    if np.any(w < -tol * scale):
+        raise InvalidPoseError(f"covariance is not positive semi-definite (min eigenvalue {w.min():.3g})")
+    w = np.maximum(w, floor)
+    return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
+
+
+def check_person(person: Person3D) -> Person3D:
+    """Validate shapes and values; returns the person with repaired covariances."""
+    shapes = {"positions": (NUM_JOINTS, 3), "covariance": (NUM_JOINTS, 3, 3), "root": (3,),
+              "root_covariance": (3, 3), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_conf": (NUM_JOINTS,)}
+    for name, shape in shapes.items():
+        value = np.asarray(getattr(person, name))
+        if value.shape != shape:
+            raise InvalidPoseError(f"{name} has shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise InvalidPoseError(f"{name} has non-finite values")
+    person.covariance = repair_covariance(person.covariance)
+    person.root_covariance = repair_covariance(person.root_covariance)
+    return person

@@ -1,0 +1,52 @@
+"""Person3D <-> diffpose_ros/msg conversions."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+
+from diffpose_ros.msg import HumanPose3D, HumanPose3DArray
+from diffpose_ros.people import Person3D, check_person
+from diffpose_ros.skeleton import H36M_JOINTS
+
+
+def person_to_msg(person: Person3D, header) -> HumanPose3D:
+    person = check_person(person)
+    msg = HumanPose3D()
+    msg.header = header
+    msg.track_id = int(person.track_id)
+    msg.score = float(person.score)
+    msg.reliable = bool(person.reliable)
+    msg.joint_names = list(H36M_JOINTS)
+    msg.positions = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.positions]
+    msg.covariance = np.asarray(person.covariance, dtype=np.float64).reshape(-1).tolist()
+    msg.root = Point(x=float(person.root[0]), y=float(person.root[1]), z=float(person.root[2]))
+    msg.root_covariance = np.asarray(person.root_covariance, dtype=np.float64).reshape(9)
+    msg.keypoints_2d = np.asarray(person.keypoints_2d, dtype=np.float32).reshape(-1).tolist()
+    msg.keypoint_confidence = np.asarray(person.keypoint_conf, dtype=np.float32).tolist()
+    msg.num_hypotheses = int(person.num_hypotheses)
+    msg.diffusion_steps = int(person.diffusion_steps)
+    return msg
+
+
+def people_to_msg(people: list[Person3D], header, latency_s: float) -> HumanPose3DArray:
+    msg = HumanPose3DArray()
+    msg.header = header
+    msg.people = [person_to_msg(p, header) for p in people]
+    ns = max(int(round(latency_s * 1e9)), 0)
+    msg.processing_latency = Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return msg
+
+
+def msg_to_person(msg: HumanPose3D) -> Person3D:
+    """Inverse of person_to_msg (for subscribers, tests and the bag renderer)."""
+    n = len(msg.positions)
+    return Person3D(
+        track_id=msg.track_id, score=msg.score, reliable=msg.reliable,
+        positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(n, 3),
+        covariance=np.asarray(msg.covariance, dtype=np.float64).reshape(n, 3, 3),
+        root=np.array([msg.root.x, msg.root.y, msg.root.z]),
+        root_covariance=np.asarray(msg.root_covariance, dtype=np.float64).reshape(3, 3),
+        keypoints_2d=np.asarray(msg.keypoints_2d, dtype=np.float32).reshape(n, 2),
+        keypoint_conf=np.asarray(msg.keypoint_confidence, dtype=np.float32),
+        num_hypotheses=msg.num_hypotheses, diffusion_steps=msg.diffusion_steps)
