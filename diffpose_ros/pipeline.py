@@ -1,0 +1,138 @@
+"""camera image -> 2D detector -> tracker -> DiffPose lifter -> people in 3D (ROS-free).
+
+The ROS node, the demo and the offline tools all run images through PosePipeline.process, so
+there is one code path from pixels to published skeletons.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .people import InvalidPoseError, Person3D, check_person
+
+log = logging.getLogger("diffpose_ros.pipeline")
+
+
+@dataclass
+class Intrinsics:
+    """Pinhole intrinsics and (optional) plumb-bob / rational-polynomial distortion."""
+    K: np.ndarray                       # (3, 3)
+    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self):
+        self.K = np.asarray(self.K, dtype=np.float64).reshape(3, 3)
+        self.D = np.asarray(self.D, dtype=np.float64).reshape(-1)
+        fx, fy = self.K[0, 0], self.K[1, 1]
+        if not (np.isfinite(self.K).all() and fx > 0 and fy > 0):
+            raise ValueError(f"invalid intrinsics: fx={fx}, fy={fy} (must be finite and > 0)")
+        if not np.isfinite(self.D).all():
+            raise ValueError("invalid distortion coefficients (non-finite)")
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "Intrinsics":
+        f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
+        return cls(K=np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]]),
+                   width=width, height=height)
+
+    def undistort(self, uv: np.ndarray) -> np.ndarray:
+        """(..., 2) distorted pixels -> ideal pinhole pixels under the same K."""
+        if self.D.size == 0 or not np.any(self.D):
+            return uv
+        pts = np.asarray(uv, dtype=np.float64).reshape(-1, 1, 2)
+        out = cv2.undistortPoints(pts, self.K, self.D, P=self.K)
+        return out.reshape(np.shape(uv))
+
+
+@dataclass
+class PipelineConfig:
+    score_threshold: float = 0.4
+    min_keypoint_conf: float = 0.3
+    min_keypoints: int = 8
+    publish_unreliable: bool = True
+    max_people: int = 10
+
+
+@dataclass
+class FrameResult:
+    people: list[Person3D]
+    removed_track_ids: list[int]
+    timings: dict[str, float]           # seconds: detect, lift, total
+    rejected: int = 0                   # people dropped by the numerical guards
+
+
+class PosePipeline:
+    """Holds the detector, the tracker and the lifter; process() handles one image."""
+
+    def __init__(self, detector, tracker, lifter, config: PipelineConfig | None = None):
+        self.detector = detector
+        self.tracker = tracker
+        self.lifter = lifter
+        self.config = config or PipelineConfig()
+
+    @classmethod
+    def create(cls, detector_model=None, backend="auto", lifter_weights=None, steps=5, n_hyp=5,
+               threads=2, fp16=True, seed=0, config: PipelineConfig | None = None, logger=None):
+        """Build the default stack: YOLO pose (ONNX Runtime) + tracker + DiffPose lifter on `backend`."""
+        from .backends import make_backend
+        from .detector.tracker import Tracker
+        from .detector.yolo_pose import YoloPoseDetector
+        from .lifter.lifter import Lifter
+        config = config or PipelineConfig()
+        detector = YoloPoseDetector(model_path=detector_model or None,
+                                    score_threshold=config.score_threshold, threads=threads)
+        runner = make_backend(backend, weights_dir=lifter_weights or None, steps=steps, n_hyp=n_hyp,
+                              max_people=config.max_people, threads=threads, fp16=fp16, logger=logger)
+        lifter = Lifter(weights_dir=lifter_weights or None, steps=steps, n_hyp=n_hyp,
+                        runner=runner, seed=seed)
+        return cls(detector, Tracker(), lifter, config)
+
+    @property
+    def backend_name(self) -> str:
+        runner = getattr(self.lifter, "runner", None)
+        return getattr(runner, "name", "torch")
+
+    def process(self, image: np.ndarray, intrinsics: Intrinsics, stamp_s: float) -> FrameResult:
+        from .detector.coco_to_h36m import coco_to_h36m
+        cfg = self.config
+        t0 = time.perf_counter()
+        detections = [d for d in self.detector.detect(image) if d.score >= cfg.score_threshold]
+        detections = sorted(detections, key=lambda d: -d.score)[: cfg.max_people]
+        tracks = self.tracker.update(detections, stamp_s)
+        removed = list(self.tracker.removed_ids())
+        t1 = time.perf_counter()
+        people: list[Person3D] = []
+        rejected = 0
+        if tracks:
+            kp_coco = np.stack([t.detection.keypoints for t in tracks])
+            conf_coco = np.stack([t.detection.keypoint_conf for t in tracks])
+            kp, conf = coco_to_h36m(kp_coco, conf_coco)
+            reliable = (conf >= cfg.min_keypoint_conf).sum(axis=1) >= cfg.min_keypoints
+            keep = np.ones(len(tracks), bool) if cfg.publish_unreliable else reliable
+            idx = np.flatnonzero(keep)
+            if idx.size:
+                kp_ideal = intrinsics.undistort(kp[idx])
+                result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
+                                          track_ids=[tracks[i].track_id for i in idx])
+                for j, i in enumerate(idx):
+                    det = tracks[i].detection
+                    person = Person3D(
+                        track_id=tracks[i].track_id, score=float(det.score),
+                        positions=result.positions[j], covariance=result.covariance[j],
+                        root=result.root[j], root_covariance=result.root_cov[j],
+                        keypoints_2d=kp[i], keypoint_conf=conf[i],
+                        num_hypotheses=self.lifter.n_hyp, diffusion_steps=self.lifter.steps,
+                        reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
+                        positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j])
+                    try:
+                        people.append(check_person(person))
+                    except InvalidPoseError as err:
+                        rejected += 1
+                        log.warning("dropped track %d: %s", person.track_id, err)
+        t2 = time.perf_counter()
+        return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "total": t2 - t0}, rejected)

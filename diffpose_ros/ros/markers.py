@@ -1,0 +1,107 @@
+"""People in 3D -> visualization_msgs/MarkerArray: joints, bones and uncertainty ellipsoids.
+
+Marker namespaces are per track ("person_<id>") and ids are fixed per joint, so RViz updates the
+same markers frame after frame; people who left are deleted explicitly (and every marker has a
+short lifetime, so nothing lingers if the node stops).
+"""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from diffpose_ros.people import Person3D
+from diffpose_ros.skeleton import H36M_BONES, NUM_JOINTS
+
+CHI2_3DOF_90 = 6.251388631170325   # ellipsoids drawn at the 90 % level
+ID_BONES, ID_JOINTS, ID_ELLIPSOID0 = 0, 1, 10
+ELLIPSOID_IDS = range(ID_ELLIPSOID0, ID_ELLIPSOID0 + NUM_JOINTS)
+
+
+def ellipsoid(cov: np.ndarray, chi2: float = CHI2_3DOF_90):
+    """3x3 covariance -> (diameters (3,), quaternion xyzw) of its chi2-level ellipsoid."""
+    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
+    w = np.clip(w, 0.0, None)
+    if np.linalg.det(v) < 0:             # a rotation, not a reflection
+        v[:, 0] = -v[:, 0]
+    return 2.0 * np.sqrt(chi2 * w), rotation_to_quaternion(v)
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix -> unit quaternion (x, y, z, w), numerically safe for all rotations."""
+    m = R
+    t = np.trace(m)
+    if t > 0:
+        s = 2.0 * np.sqrt(t + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q = np.asarray(q)
+    return q / np.linalg.norm(q)
+
+
+def confidence_color(conf: float, alpha: float = 1.0) -> ColorRGBA:
+    """Red (0) -> yellow -> green (1)."""
+    c = float(np.clip(conf, 0.0, 1.0))
+    return ColorRGBA(r=min(1.0, 2.0 * (1.0 - c)), g=min(1.0, 2.0 * c), b=0.1, a=alpha)
+
+
+def _marker(header, ns, mid, mtype, lifetime_s):
+    m = Marker()
+    m.header = header
+    m.ns, m.id, m.type, m.action = ns, mid, mtype, Marker.ADD
+    m.pose.orientation.w = 1.0
+    sec = int(lifetime_s)
+    m.lifetime = Duration(sec=sec, nanosec=int((lifetime_s - sec) * 1e9))
+    return m
+
+
+def person_markers(person: Person3D, header, lifetime_s: float = 0.5) -> list[Marker]:
+    ns = f"person_{person.track_id}"
+    pts = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.positions]
+    bones = _marker(header, ns, ID_BONES, Marker.LINE_LIST, lifetime_s)
+    bones.scale.x = 0.02
+    bones.color = ColorRGBA(r=0.2, g=0.6, b=1.0, a=1.0 if person.reliable else 0.4)
+    for p, c in H36M_BONES:
+        bones.points += [pts[p], pts[c]]
+    joints = _marker(header, ns, ID_JOINTS, Marker.SPHERE_LIST, lifetime_s)
+    joints.scale.x = joints.scale.y = joints.scale.z = 0.05
+    joints.points = pts
+    joints.colors = [confidence_color(c) for c in person.keypoint_conf]
+    out = [bones, joints]
+    for j in range(NUM_JOINTS):
+        e = _marker(header, ns, ID_ELLIPSOID0 + j, Marker.SPHERE, lifetime_s)
+        diam, q = ellipsoid(np.asarray(person.covariance[j]))
+        e.pose.position = pts[j]
+        e.pose.orientation.x, e.pose.orientation.y, e.pose.orientation.z, e.pose.orientation.w = map(float, q)
+        e.scale.x, e.scale.y, e.scale.z = (float(max(d, 1e-3)) for d in diam)
+        e.color = confidence_color(person.keypoint_conf[j], alpha=0.25)
+        out.append(e)
+    return out
+
+
+def delete_markers(track_id: int, header) -> list[Marker]:
+    out = []
+    for mid in (ID_BONES, ID_JOINTS, *ELLIPSOID_IDS):
+        m = Marker()
+        m.header, m.ns, m.id, m.action = header, f"person_{track_id}", mid, Marker.DELETE
+        out.append(m)
+    return out
+
+
+def markers_msg(people: list[Person3D], removed_ids, header, lifetime_s: float = 0.5) -> MarkerArray:
+    arr = MarkerArray()
+    for tid in removed_ids:
+        arr.markers += delete_markers(tid, header)
+    for person in people:
+        arr.markers += person_markers(person, header, lifetime_s)
+    return arr

@@ -1,0 +1,330 @@
+"""The DiffPose pose node: camera images in, 3D skeletons with covariance out.
+
+A thin adapter over diffpose_ros.pipeline.PosePipeline. The subscription callbacks only store the
+newest image in a one-slot buffer (an older unprocessed image is dropped and counted), and a
+worker thread runs detector + lifter on it, so the executor never blocks on the model.
+
+Subscribes: <image_topic> (sensor_msgs/Image, or <image_topic>/compressed), <camera_info_topic>
+Publishes:  human_pose_3d (diffpose_ros/HumanPose3DArray), human_pose_3d/markers (MarkerArray),
+            human_pose_3d/debug_image (Image, optional), /diagnostics (DiagnosticArray)
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from diffpose_ros.msg import HumanPose3DArray
+from diffpose_ros.pipeline import Intrinsics, PipelineConfig, PosePipeline
+from diffpose_ros.ros.images import ImageError, decode_compressed, decode_raw, encode_bgr8
+from diffpose_ros.ros.markers import markers_msg
+from diffpose_ros.ros.messages import people_to_msg
+from visualization_msgs.msg import MarkerArray
+
+WARN_PERIOD_S = 5.0
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
+
+# name: (default, description, range or choices, changeable at run time)
+PARAMETERS = {
+    "image_topic": ("/camera/image_raw", "sensor_msgs/Image topic", None, False),
+    "camera_info_topic": ("/camera/camera_info", "sensor_msgs/CameraInfo topic", None, False),
+    "use_compressed": (False, "subscribe to <image_topic>/compressed instead", None, False),
+    "qos_reliability": ("best_effort", "image QoS reliability", ("best_effort", "reliable"), False),
+    "qos_depth": (1, "image QoS history depth", (1, 100), False),
+    "fallback_hfov_deg": (70.0, "horizontal field of view used when no CameraInfo arrives", (10.0, 179.0), True),
+    "camera_info_timeout_s": (2.0, "wait this long for CameraInfo before using the fallback", (0.0, 60.0), True),
+    "frame_id": ("", "override the image frame_id ('' keeps it)", None, True),
+    "detector_model": ("", "YOLOv8/YOLO11-pose ONNX ('' = bundled yolo11n-pose)", None, False),
+    "detector_score_threshold": (0.4, "minimum person score", (0.0, 1.0), True),
+    "detector_threads": (2, "CPU threads of ONNX Runtime sessions", (1, 64), False),
+    "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
+    "lifter_weights": ("", "DiffPose bundle folder ('' = bundled frame model)", None, False),
+    "backend": ("auto", "inference backend of the lifter", BACKENDS, False),
+    "fp16": (True, "TensorRT FP16 engine", None, False),
+    "diffusion_steps": (5, "DDIM steps", (1, 50), True),
+    "num_hypotheses": (5, "hypotheses per person (their spread is the covariance)", (2, 64), True),
+    "seed": (0, "noise seed", (0, 2**31 - 1), False),
+    "min_keypoint_conf": (0.3, "a joint counts as seen above this confidence", (0.0, 1.0), True),
+    "min_keypoints": (8, "fewer seen joints than this -> reliable=false", (0, 17), True),
+    "publish_unreliable": (True, "publish unreliable people (flagged) instead of dropping them", None, True),
+    "publish_markers": (True, "publish the MarkerArray", None, True),
+    "publish_debug_image": (False, "publish an annotated image", None, True),
+    "marker_lifetime_s": (0.5, "marker lifetime", (0.05, 10.0), True),
+    "diagnostics_period_s": (1.0, "diagnostics period", (0.1, 60.0), False),
+}
+
+
+def _descriptor(name, default, description, limits, dynamic) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=description, read_only=not dynamic)
+    if isinstance(limits, tuple) and len(limits) == 2 and not isinstance(limits[0], str):
+        if isinstance(default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]))]
+        elif isinstance(default, int) and not isinstance(default, bool):
+            d.integer_range = [IntegerRange(from_value=int(limits[0]), to_value=int(limits[1]), step=1)]
+    elif limits:
+        d.additional_constraints = "one of: " + ", ".join(limits)
+    return d
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PoseNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("diffpose_pose_node", **kwargs)
+        for name, (default, description, limits, dynamic) in PARAMETERS.items():
+            self.declare_parameter(name, default, _descriptor(name, default, description, limits, dynamic))
+        for name, (_, _, limits, _) in PARAMETERS.items():   # values from a params file are checked too
+            error = self._check(name, self.get_parameter(name).value)
+            if error:
+                raise ValueError(error)
+        self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.counters = Counter()           # frames_in, frames_out, dropped_stale, bad_* ...
+        self.latencies = deque(maxlen=500)  # seconds, receive -> publish
+        self.rate_in = deque(maxlen=200)
+        self.rate_out = deque(maxlen=200)
+        self.intrinsics: Intrinsics | None = None
+        self.first_image_time: float | None = None
+        self.last_stamp: float | None = None
+        self.fallback_warned = False
+
+        self.pipeline = self._make_pipeline()
+        self.get_logger().info(f"lifter backend: {self.pipeline.backend_name}")
+
+        qos = QoSProfile(depth=self.p["qos_depth"], history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if self.p["qos_reliability"] == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        if self.p["use_compressed"]:
+            self.create_subscription(CompressedImage, self.p["image_topic"] + "/compressed", self._on_image, qos)
+        else:
+            self.create_subscription(Image, self.p["image_topic"], self._on_image, qos)
+        self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data)
+        self.pub_people = self.create_publisher(HumanPose3DArray, "human_pose_3d", 10)
+        self.pub_markers = self.create_publisher(MarkerArray, "human_pose_3d/markers", 10)
+        self.pub_debug = self.create_publisher(Image, "human_pose_3d/debug_image", qos_profile_sensor_data)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+
+        self._slot = None                   # the newest unprocessed image
+        self._cond = threading.Condition()
+        self._stop = False
+        self._rebuild = False
+        self._worker = threading.Thread(target=self._work, name="diffpose_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"listening on {self.p['image_topic']}"
+                               f"{'/compressed' if self.p['use_compressed'] else ''} + {self.p['camera_info_topic']}")
+
+    # ---------------------------------------------------------------- parameters
+    def _check(self, name, value):
+        default, _, limits, _ = PARAMETERS[name]
+        if isinstance(limits, tuple) and limits and isinstance(limits[0], str):
+            if value not in limits:
+                return f"{name}='{value}' is not one of {', '.join(limits)}"
+        elif isinstance(limits, tuple) and len(limits) == 2:
+            if not (limits[0] <= value <= limits[1]) or (isinstance(value, float) and not np.isfinite(value)):
+                return f"{name}={value} is outside [{limits[0]}, {limits[1]}]"
+        return None
+
+    def _on_set_parameters(self, params):
+        for param in params:
+            if param.name not in PARAMETERS:
+                continue
+            if not PARAMETERS[param.name][3]:
+                return SetParametersResult(successful=False, reason=f"{param.name} cannot change at run time")
+            error = self._check(param.name, param.value)
+            if error:
+                return SetParametersResult(successful=False, reason=error)
+        with self._cond:
+            for param in params:
+                self.p[param.name] = param.value
+                if param.name in ("diffusion_steps", "num_hypotheses"):
+                    self._rebuild = True
+            self.pipeline.config = self._pipeline_config()
+        return SetParametersResult(successful=True)
+
+    def _pipeline_config(self) -> PipelineConfig:
+        return PipelineConfig(score_threshold=self.p["detector_score_threshold"],
+                              min_keypoint_conf=self.p["min_keypoint_conf"], min_keypoints=self.p["min_keypoints"],
+                              publish_unreliable=self.p["publish_unreliable"], max_people=self.p["max_people"])
+
+    def _make_pipeline(self) -> PosePipeline:
+        return PosePipeline.create(
+            detector_model=self.p["detector_model"], backend=self.p["backend"],
+            lifter_weights=self.p["lifter_weights"], steps=self.p["diffusion_steps"],
+            n_hyp=self.p["num_hypotheses"], threads=self.p["detector_threads"], fp16=self.p["fp16"],
+            seed=self.p["seed"], config=self._pipeline_config(), logger=self.get_logger())
+
+    # ---------------------------------------------------------------- input
+    def _warn(self, kind: str, text: str):
+        self.counters[kind] += 1
+        self.get_logger().warning(f"{text} [{kind}: {self.counters[kind]} so far]", throttle_duration_sec=WARN_PERIOD_S)
+
+    def _on_camera_info(self, msg: CameraInfo):
+        try:
+            K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+            self.intrinsics = Intrinsics(K=K, D=np.asarray(msg.d, dtype=np.float64),
+                                         width=msg.width, height=msg.height)
+        except ValueError as err:
+            self._warn("bad_camera_info", f"ignoring CameraInfo: {err}")
+
+    def _on_image(self, msg):
+        now = time.monotonic()
+        self.counters["frames_in"] += 1
+        self.rate_in.append(now)
+        if self.first_image_time is None:
+            self.first_image_time = now
+        with self._cond:
+            if self._slot is not None:
+                self.counters["dropped_stale"] += 1
+            self._slot = (msg, now)
+            self._cond.notify()
+
+    def _intrinsics_for(self, width: int, height: int) -> Intrinsics | None:
+        intr = self.intrinsics
+        if intr is not None:
+            if intr.width and intr.height and (intr.width, intr.height) != (width, height):
+                # binning/ROI mismatch between CameraInfo and image: scale K, warn
+                self._warn("camera_info_size_mismatch",
+                           f"CameraInfo is {intr.width}x{intr.height} but the image is {width}x{height}; scaling K")
+                K = intr.K.copy()
+                K[0] *= width / intr.width
+                K[1] *= height / intr.height
+                return Intrinsics(K=K, D=intr.D, width=width, height=height)
+            return intr
+        if time.monotonic() - self.first_image_time < self.p["camera_info_timeout_s"]:
+            return None
+        if not self.fallback_warned:
+            self.get_logger().warning(
+                f"no CameraInfo on {self.p['camera_info_topic']}: using a {self.p['fallback_hfov_deg']} deg "
+                "horizontal field of view; 3D positions are only as right as that guess")
+            self.fallback_warned = True
+        return Intrinsics.from_fov(width, height, self.p["fallback_hfov_deg"])
+
+    def _decode(self, msg) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            return decode_compressed(msg.data, msg.format)
+        return decode_raw(msg.data, msg.width, msg.height, msg.step, msg.encoding, msg.is_bigendian)
+
+    # ---------------------------------------------------------------- worker
+    def _work(self):
+        while True:
+            with self._cond:
+                while self._slot is None and not self._stop:
+                    self._cond.wait(timeout=0.5)
+                if self._stop:
+                    return
+                msg, received = self._slot
+                self._slot = None
+                rebuild, self._rebuild = self._rebuild, False
+            try:
+                if rebuild:
+                    self.pipeline = self._make_pipeline()
+                self._process(msg, received)
+            except Exception as err:  # one bad frame must never kill the node
+                self._warn("processing_error", f"frame failed: {type(err).__name__}: {err}")
+
+    def _process(self, msg, received: float):
+        stamp = stamp_seconds(msg.header.stamp)
+        if self.last_stamp is not None and stamp <= self.last_stamp:
+            kind = "stamp_repeated" if stamp == self.last_stamp else "stamp_out_of_order"
+            self._warn(kind, f"skipping image with stamp {stamp:.6f} (last processed {self.last_stamp:.6f})")
+            return
+        try:
+            image = self._decode(msg)
+        except ImageError as err:
+            self._warn("bad_image", f"skipping image: {err}")
+            return
+        intr = self._intrinsics_for(image.shape[1], image.shape[0])
+        if intr is None:
+            self.counters["waiting_for_camera_info"] += 1
+            return
+        result = self.pipeline.process(image, intr, stamp)
+        self.last_stamp = stamp
+        self.counters["rejected_people"] += result.rejected
+        header = msg.header
+        if self.p["frame_id"]:
+            header.frame_id = self.p["frame_id"]
+        out = people_to_msg(result.people, header, latency_s=time.monotonic() - received)
+        self.pub_people.publish(out)
+        if self.p["publish_markers"]:
+            self.pub_markers.publish(markers_msg(result.people, result.removed_track_ids, header,
+                                                 self.p["marker_lifetime_s"]))
+        if self.p["publish_debug_image"]:
+            from diffpose_ros.render import draw_people_2d
+            data, w, h, step = encode_bgr8(draw_people_2d(image, result.people))
+            self.pub_debug.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
+        now = time.monotonic()
+        self.latencies.append(now - received)
+        self.rate_out.append(now)
+        self.counters["frames_out"] += 1
+
+    # ---------------------------------------------------------------- diagnostics
+    @staticmethod
+    def _rate(times) -> float:
+        if len(times) < 2 or time.monotonic() - times[-1] > 2.0:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+    def _publish_diagnostics(self):
+        lat = np.asarray(self.latencies) * 1e3
+        p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if lat.size else (float("nan"),) * 3)
+        status = DiagnosticStatus(name="diffpose_ros: pose node", hardware_id=self.p["image_topic"])
+        dropped = self.counters["dropped_stale"]
+        bad = sum(v for k, v in self.counters.items() if k.startswith(("bad_", "stamp_", "processing_")))
+        status.level = DiagnosticStatus.OK if bad == 0 else DiagnosticStatus.WARN
+        status.message = f"{self._rate(self.rate_out):.1f} Hz out, {dropped} stale dropped, {bad} bad inputs"
+        values = {"backend": self.pipeline.backend_name,
+                  "input_rate_hz": f"{self._rate(self.rate_in):.2f}",
+                  "output_rate_hz": f"{self._rate(self.rate_out):.2f}",
+                  "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}"}
+        values.update({k: str(v) for k, v in sorted(self.counters.items())})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        self.pub_diag.publish(DiagnosticArray(header=self._diag_header(), status=[status]))
+
+    def _diag_header(self):
+        from std_msgs.msg import Header
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    # ---------------------------------------------------------------- shutdown
+    def stop(self, timeout: float = 1.5):
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._worker.join(timeout=timeout)
+
+
+def main(args=None):
+    node = None
+    try:
+        rclpy.init(args=args)
+        node = PoseNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # Under `ros2 launch`, Ctrl-C reaches the node twice (terminal and launch): once we are
+        # shutting down, a second SIGINT must not interrupt the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
