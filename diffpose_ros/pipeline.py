@@ -66,6 +66,21 @@ class FrameResult:
     rejected: int = 0                   # people dropped by the numerical guards
 
 
+class TimedRunner:
+    """Calls a sampler backend for the lifter and remembers how long the last call took."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = f"{backend.name} ({backend.device})"
+        self.last_s = 0.0
+
+    def __call__(self, keypoints, init_noise, kernel_u):
+        t0 = time.perf_counter()
+        out = self.backend.run(keypoints, init_noise, kernel_u)
+        self.last_s = time.perf_counter() - t0
+        return out
+
+
 class PosePipeline:
     """Holds the detector, the tracker and the lifter; process() handles one image."""
 
@@ -83,19 +98,21 @@ class PosePipeline:
         from .detector.tracker import Tracker
         from .detector.yolo_pose import YoloPoseDetector
         from .lifter.lifter import Lifter
+        from .paths import WEIGHTS_DIR
         config = config or PipelineConfig()
+        weights = lifter_weights or WEIGHTS_DIR / "frame"
         detector = YoloPoseDetector(model_path=detector_model or None,
                                     score_threshold=config.score_threshold, threads=threads)
-        runner = make_backend(backend, weights_dir=lifter_weights or None, steps=steps, n_hyp=n_hyp,
-                              max_people=config.max_people, threads=threads, fp16=fp16, logger=logger)
-        lifter = Lifter(weights_dir=lifter_weights or None, steps=steps, n_hyp=n_hyp,
-                        runner=runner, seed=seed)
+        runner = TimedRunner(make_backend(backend, weights_dir=weights, steps=steps, n_hyp=n_hyp,
+                                          max_people=config.max_people, threads=threads, fp16=fp16,
+                                          logger=logger))
+        lifter = Lifter(weights_dir=weights, steps=steps, n_hyp=n_hyp, runner=runner, seed=seed)
         return cls(detector, Tracker(), lifter, config)
 
     @property
     def backend_name(self) -> str:
         runner = getattr(self.lifter, "runner", None)
-        return getattr(runner, "name", "torch")
+        return getattr(runner, "name", "torch (cpu)")
 
     def process(self, image: np.ndarray, intrinsics: Intrinsics, stamp_s: float) -> FrameResult:
         from .detector.coco_to_h36m import coco_to_h36m
@@ -135,4 +152,6 @@ class PosePipeline:
                         rejected += 1
                         log.warning("dropped track %d: %s", person.track_id, err)
         t2 = time.perf_counter()
-        return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "total": t2 - t0}, rejected)
+        sampler = getattr(self.lifter.runner, "last_s", 0.0) if tracks else 0.0
+        return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "sampler": sampler,
+                                             "total": t2 - t0}, rejected)

@@ -81,6 +81,7 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     header = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
     if header is None:
         raise ImageError(f"cannot decode compressed image (format '{fmt}', {buf.size} bytes)")
+    _check_size(header.shape[1] * 8, header.shape[0] * 8)   # refuse a huge image before decoding it whole
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"cannot decode compressed image (format '{fmt}', {buf.size} bytes)")

@@ -94,6 +94,7 @@ class PoseNode(Node):
 
         self.counters = Counter()           # frames_in, frames_out, dropped_stale, bad_* ...
         self.latencies = deque(maxlen=500)  # seconds, receive -> publish
+        self.stage_times = {k: deque(maxlen=500) for k in ("detect", "sampler", "overhead")}
         self.rate_in = deque(maxlen=200)
         self.rate_out = deque(maxlen=200)
         self.intrinsics: Intrinsics | None = None
@@ -237,6 +238,7 @@ class PoseNode(Node):
                 self._warn("processing_error", f"frame failed: {type(err).__name__}: {err}")
 
     def _process(self, msg, received: float):
+        started = time.monotonic()
         stamp = stamp_seconds(msg.header.stamp)
         if self.last_stamp is not None and stamp <= self.last_stamp:
             kind = "stamp_repeated" if stamp == self.last_stamp else "stamp_out_of_order"
@@ -268,6 +270,11 @@ class PoseNode(Node):
             self.pub_debug.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
         now = time.monotonic()
         self.latencies.append(now - received)
+        # the node's own cost: decoding, lifter bookkeeping, conversion, publishing
+        t = result.timings
+        self.stage_times["detect"].append(t["detect"])
+        self.stage_times["sampler"].append(t["sampler"])
+        self.stage_times["overhead"].append(now - started - t["detect"] - t["sampler"])
         self.rate_out.append(now)
         self.counters["frames_out"] += 1
 
@@ -290,6 +297,9 @@ class PoseNode(Node):
                   "input_rate_hz": f"{self._rate(self.rate_in):.2f}",
                   "output_rate_hz": f"{self._rate(self.rate_out):.2f}",
                   "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}"}
+        for stage, times in self.stage_times.items():
+            if times:
+                values[f"{stage}_p50_ms"] = f"{np.median(times) * 1e3:.2f}"
         values.update({k: str(v) for k, v in sorted(self.counters.items())})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         self.pub_diag.publish(DiagnosticArray(header=self._diag_header(), status=[status]))
@@ -308,10 +318,16 @@ class PoseNode(Node):
 
 def main(args=None):
     node = None
+    code = 0
     try:
         rclpy.init(args=args)
-        node = PoseNode()
-        rclpy.spin(node)
+        try:
+            node = PoseNode()
+        except Exception as err:   # bad parameters, missing weights, unavailable backend: say so, exit 2
+            rclpy.logging.get_logger("diffpose_pose_node").fatal(f"cannot start: {type(err).__name__}: {err}")
+            code = 2
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -323,7 +339,7 @@ def main(args=None):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+"""Runs the real pose node in its own process and talks to it over DDS from the test process."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from diffpose_ros.msg import HumanPose3DArray
+from diffpose_ros.paths import IMAGES_DIR
+from diffpose_ros.pipeline import Intrinsics
+from diffpose_ros.ros.images import encode_bgr8
+from diffpose_ros.ros.sample_camera import camera_info
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def load_image(name: str) -> np.ndarray:
+    img = cv2.imread(str(IMAGES_DIR / name), cv2.IMREAD_COLOR)
+    assert img is not None, name
+    return img
+
+
+def image_msg(image: np.ndarray, sec: int, nanosec: int = 0, frame_id="camera_optical_frame") -> Image:
+    data, w, h, step = encode_bgr8(image)
+    return Image(header=Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id),
+                 height=h, width=w, encoding="bgr8", step=step, data=data)
+
+
+class NodeHarness:
+    def __init__(self, env, log_path: Path, params=(), compressed=False):
+        cmd = [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args",
+               "-p", "backend:=onnxruntime", "-p", "qos_reliability:=reliable", "-p", "qos_depth:=5",
+               "-p", "camera_info_timeout_s:=0.5", "-p", "diagnostics_period_s:=0.2"]
+        if compressed:
+            cmd += ["-p", "use_compressed:=true"]
+        for p in params:
+            cmd += ["-p", p]
+        self.log_path = log_path
+        self.proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        self.node = rclpy.create_node("node_test_client")
+        self.poses: list[HumanPose3DArray] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.node.create_subscription(HumanPose3DArray, "/human_pose_3d", self.poses.append, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.pub_image = self.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
+        self.pub_compressed = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
+        self.pub_info = self.node.create_publisher(CameraInfo, "/camera/camera_info", 10)
+        pub = self.pub_compressed if compressed else self.pub_image
+        self.spin_until(lambda: pub.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0,
+                        timeout=90, what="the node to subscribe")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spin_until(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if not self.alive():
+                raise AssertionError(f"node died waiting for {what}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def send_info(self, width=640, height=480, hfov=60.0, K=None):
+        intr = Intrinsics.from_fov(width, height, hfov)
+        info = camera_info(intr, Header(frame_id="camera_optical_frame"))
+        if K is not None:
+            info.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
+        self.pub_info.publish(info)
+        rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def send(self, msg):
+        (self.pub_compressed if isinstance(msg, CompressedImage) else self.pub_image).publish(msg)
+        rclpy.spin_once(self.node, timeout_sec=0.01)
+
+    def pose_for(self, sec: int, nanosec: int = 0, timeout: float = 60.0) -> HumanPose3DArray:
+        match = lambda: [m for m in self.poses if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nanosec)]  # noqa: E731
+        self.spin_until(lambda: bool(match()), timeout, f"the pose message of stamp {sec}.{nanosec}")
+        return match()[0]
+
+    def counters(self) -> dict:
+        """The latest diagnostics key/values of the node."""
+        n = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > n, 10, "diagnostics")
+        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+
+    def close(self, timeout=5.0) -> int:
+        import signal
+        self.node.destroy_node()
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("node did not stop within the timeout after SIGINT")

@@ -1,0 +1,206 @@
+"""The pose node end to end (real detector, real lifter, real DDS), its bad-input handling,
+run-time parameters and shutdown. The node runs in its own process; this process is the camera
+and an independent subscriber."""
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+sys.path.insert(0, str(Path(__file__).parent))
+from node_harness import NodeHarness, image_msg, load_image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from diffpose_ros.paths import WEIGHTS_DIR  # noqa: E402
+from diffpose_ros.skeleton import H36M_JOINTS  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(
+    not (WEIGHTS_DIR / "detector" / "yolo11n-pose.onnx").exists(), reason="detector ONNX not exported (run setup)")]
+
+
+@pytest.fixture(scope="module")
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def node(ros, ros_env, tmp_path_factory):
+    harness = NodeHarness(ros_env, tmp_path_factory.mktemp("node") / "node.log")
+    yield harness
+    if harness.alive():
+        harness.close()
+
+
+def check_people(msg, image, min_people=1):
+    """Every field of a published array: header, joints, finite positions in front, PSD covariances."""
+    assert msg.header.frame_id == "camera_optical_frame"
+    assert len(msg.people) >= min_people
+    assert 0 < msg.processing_latency.sec + msg.processing_latency.nanosec * 1e-9 < 30
+    h, w = image.shape[:2]
+    for p in msg.people:
+        assert (p.header.stamp.sec, p.header.stamp.nanosec) == (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        assert list(p.joint_names) == list(H36M_JOINTS)
+        pos = np.array([[q.x, q.y, q.z] for q in p.positions])
+        assert pos.shape == (17, 3) and np.isfinite(pos).all()
+        assert (pos[:, 2] > 0.2).all(), "joints must be in front of the camera"
+        cov = np.reshape(p.covariance, (17, 3, 3))
+        assert np.isfinite(cov).all() and np.allclose(cov, np.swapaxes(cov, 1, 2))
+        assert np.linalg.eigvalsh(cov).min() >= 0
+        rc = np.reshape(p.root_covariance, (3, 3))
+        assert np.allclose(rc, rc.T) and np.linalg.eigvalsh(rc).min() >= 0
+        np.testing.assert_allclose([p.root.x, p.root.y, p.root.z], pos[0], atol=1e-6)
+        kp = np.reshape(p.keypoints_2d, (17, 2))
+        conf = np.asarray(p.keypoint_confidence)
+        seen = conf > 0.5
+        assert ((kp[seen] >= -1) & (kp[seen] <= [w + 1, h + 1])).all()
+        assert 0 <= p.score <= 1 and (0 <= conf).all() and (conf <= 1).all()
+        assert p.num_hypotheses >= 2 and p.diffusion_steps >= 1
+
+
+def test_people_on_real_photos_with_stable_ids(node):
+    b1, b2, messi = load_image("basketball1.png"), load_image("basketball2.png"), load_image("messi5.jpg")
+    node.send_info(640, 480)
+    node.send(image_msg(b1, sec=100))
+    m1 = node.pose_for(100)
+    check_people(m1, b1)
+    node.send(image_msg(b2, sec=101))
+    m2 = node.pose_for(101)
+    check_people(m2, b2)
+    # the full-body player (largest keypoint extent) keeps the id from one frame to the next
+    def main_person(msg):
+        return max(msg.people, key=lambda p: np.ptp(np.reshape(p.keypoints_2d, (17, 2))[:, 1]))
+    assert main_person(m1).track_id == main_person(m2).track_id
+    node.send_info(messi.shape[1], messi.shape[0])
+    time.sleep(0.2)
+    node.send(image_msg(messi, sec=102))
+    check_people(node.pose_for(102), messi)
+
+
+def test_bad_inputs_are_survived_and_counted(node):
+    good = load_image("basketball1.png")
+    node.send_info(640, 480)
+    sec = 200
+
+    def good_frame():
+        nonlocal sec
+        sec += 1
+        node.send(image_msg(good, sec=sec))
+        check_people(node.pose_for(sec), good)
+
+    good_frame()
+    bad_stamps = []
+
+    def bad(msg, kind):
+        nonlocal sec
+        sec += 1
+        msg.header.stamp.sec = sec
+        bad_stamps.append(sec)
+        node.send(msg)
+        time.sleep(0.3)
+        good_frame()
+        counters = node.counters()
+        assert int(counters.get(kind, 0)) >= 1, (kind, counters)
+
+    short = image_msg(good, 0); short.data = short.data[: len(short.data) // 2]
+    bad(short, "bad_image")                                         # data shorter than step*height
+    wrong_step = image_msg(good, 0); wrong_step.step = 100
+    bad(wrong_step, "bad_image")                                    # step < width*3
+    bad(Image(width=0, height=0, step=0, encoding="bgr8"), "bad_image")                      # zero size
+    bad(Image(width=8000, height=8000, step=24000, encoding="bgr8", data=b"\0" * 64), "bad_image")  # huge
+    unknown = image_msg(good, 0); unknown.encoding = "32FC1"
+    bad(unknown, "bad_image")                                       # unknown encoding
+    assert "unsupported encoding '32FC1'" in node.log()
+    # CameraInfo with a zero or NaN focal length is ignored (the last good one stays in use)
+    for K in ([[0, 0, 320], [0, 0, 240], [0, 0, 1]], [[np.nan, 0, 320], [0, np.nan, 240], [0, 0, 1]]):
+        node.send_info(640, 480, K=K)
+        time.sleep(0.2)
+        good_frame()
+    assert int(node.counters()["bad_camera_info"]) >= 2
+    # out-of-order and repeated stamps are skipped
+    node.send(image_msg(good, sec=sec - 50)); bad_stamps.append(sec - 50)
+    time.sleep(0.3)
+    node.send(image_msg(good, sec=sec))
+    time.sleep(0.3)
+    good_frame()
+    counters = node.counters()
+    assert int(counters["stamp_out_of_order"]) >= 1 and int(counters["stamp_repeated"]) >= 1
+    # nothing was published for any bad input
+    published = {m.header.stamp.sec for m in node.poses}
+    assert not published & set(bad_stamps)
+    assert sum(1 for m in node.poses if m.header.stamp.sec == sec) == 1
+    assert node.alive()
+
+
+def test_burst_of_1000_frames_in_one_second(node):
+    grey = cv2.cvtColor(load_image("basketball1.png"), cv2.COLOR_BGR2GRAY)
+    node.send_info(640, 480)
+    before = int(node.counters().get("dropped_stale", 0))
+    msg = Image(height=480, width=640, encoding="mono8", step=640, data=grey.tobytes())
+    msg.header.frame_id = "camera_optical_frame"
+    t0 = time.monotonic()
+    for i in range(1000):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i // 1000, (i % 1000) * 1_000_000
+        node.pub_image.publish(msg)
+    sent_in = time.monotonic() - t0
+    node.send(image_msg(load_image("basketball1.png"), sec=2000))
+    check_people(node.pose_for(2000, timeout=120), grey)
+    counters = node.counters()
+    assert int(counters["dropped_stale"]) > before, counters
+    assert node.alive()
+    print(f"1000 frames published in {sent_in:.2f} s; counters {counters}")
+
+
+def test_runtime_parameters_validated(node):
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = node.node.create_client(SetParameters, "/diffpose_pose_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def set_param(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        fut = client.call_async(req)
+        node.spin_until(fut.done, 10, f"set {name}")
+        return fut.result().results[0]
+
+    bad = set_param("detector_score_threshold", 1.5)
+    assert not bad.successful and "detector_score_threshold" in bad.reason
+    assert not set_param("backend", "torch").successful                 # read-only at run time
+    assert set_param("num_hypotheses", 8).successful
+    assert set_param("diffusion_steps", 2).successful
+    node.send_info(640, 480)
+    node.send(image_msg(load_image("basketball1.png"), sec=3000))
+    msg = node.pose_for(3000, timeout=120)
+    assert msg.people and msg.people[0].num_hypotheses == 8 and msg.people[0].diffusion_steps == 2
+    assert isinstance(ParameterMsg(), ParameterMsg)
+
+
+def test_corrupt_compressed_images(ros, ros_env, tmp_path):
+    node = NodeHarness(ros_env, tmp_path / "node.log", compressed=True)
+    try:
+        img = load_image("basketball1.png")
+        node.send_info(640, 480)
+        ok, jpg = cv2.imencode(".jpg", img)
+        node.send(CompressedImage(header=image_msg(img, 10).header, format="jpeg", data=jpg.tobytes()[:500]))
+        time.sleep(0.3)
+        node.send(CompressedImage(header=image_msg(img, 11).header, format="jpeg", data=jpg.tobytes()))
+        check_people(node.pose_for(11), img)
+        assert int(node.counters()["bad_image"]) == 1
+        assert not [m for m in node.poses if m.header.stamp.sec == 10]
+    finally:
+        t0 = time.monotonic()
+        code = node.close()
+        assert code == 0 and time.monotonic() - t0 < 2.0, "clean shutdown on SIGINT within 2 s"
+
+
+def test_bad_parameter_at_start_is_a_clear_error(ros, ros_env, tmp_path):
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "-p", "backend:=tensorrt"],
+                         env=ros_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "tensorrt" in (out.stdout + out.stderr).lower()
