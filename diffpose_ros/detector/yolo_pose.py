@@ -1,0 +1,201 @@
+"""Multi-person COCO-17 keypoint detector: YOLOv8/YOLO11-pose ONNX run with onnxruntime.
+
+No torch and no ultralytics at run time. The ONNX model (exported by ``export.py`` or
+supplied by the user) takes a 1x3xSxS RGB float image in [0, 1] and returns 1x56xN
+candidates: box centre/size (4, input pixels), person score (1, already a probability) and
+17 keypoints as (x, y, visibility probability). We letterbox the image into SxS, keep the
+candidates above the score threshold, run class-agnostic NMS and map boxes and keypoints
+back to the original pixel grid.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+NUM_KPTS = 17
+OUT_CHANNELS = 4 + 1 + NUM_KPTS * 3  # 56
+LETTERBOX_FILL = 114  # the grey ultralytics pads with during training
+
+
+def default_model_path() -> Path:
+    from diffpose_ros.detector.export import DEFAULT_ONNX
+    return DEFAULT_ONNX
+
+
+@dataclass
+class Detection:
+    box: np.ndarray            # (4,) x1, y1, x2, y2 in original image pixels
+    score: float               # person confidence
+    keypoints: np.ndarray      # (17, 2) pixels, COCO order
+    keypoint_conf: np.ndarray  # (17,) visibility probability
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Affine map original pixels -> network input pixels: p_in = p * (scale_x, scale_y) + pad.
+
+    The two scales differ only by the rounding of the resized width/height; using the exact
+    ones keeps the round trip error far below a pixel for any aspect ratio.
+    """
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64)
+        return xy * np.array([self.scale_x, self.scale_y]) + np.array([self.pad_x, self.pad_y])
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64)
+        return (xy - np.array([self.pad_x, self.pad_y])) / np.array([self.scale_x, self.scale_y])
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept HxW, HxWx1 (grey) or HxWx3 (BGR) uint8; return HxWx3 BGR uint8."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"image must be HxW, HxWx1 or HxWx3, got shape {image.shape}")
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio so the longer side is ``size``, pad to size x size."""
+    h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"empty image of shape {image.shape}")
+    scale = min(size / h, size / w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    pad_x, pad_y = (size - new_w) / 2.0, (size - new_h) / 2.0
+    left, top = int(pad_x), int(pad_y)
+    out = np.full((size, size, image.shape[2]), LETTERBOX_FILL, dtype=np.uint8)
+    out[top:top + new_h, left:left + new_w] = resized
+    return out, Letterbox(new_w / w, new_h / h, float(left), float(top))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between xyxy boxes a (N,4) and b (M,4)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS; returns kept indices sorted by decreasing score."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if order.size == 1:
+            break
+        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
+        order = order[1:][ious <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def create_session(model_path, providers=("CPUExecutionProvider",), threads: int = 2):
+    """The one place an inference session is made (swap point for other backends)."""
+    import onnxruntime as ort
+
+    if providers == "auto":
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    # no busy-waiting between ops: the machine is shared with the lifter and ROS
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model_path), sess_options=opts, providers=list(providers))
+
+
+class YoloPoseDetector:
+    """Detect people and their COCO-17 keypoints in one image."""
+
+    def __init__(self, model_path=None, score_threshold: float = 0.25, nms_iou: float = 0.5,
+                 providers=("CPUExecutionProvider",), threads: int = 2, max_detections: int = 100):
+        model_path = Path(model_path) if model_path is not None else default_model_path()
+        if not model_path.exists():
+            raise FileNotFoundError(f"detector model {model_path} not found; run diffpose-export-detector")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        self.model_path = model_path
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_detections = int(max_detections)
+        self.session = create_session(model_path, providers, threads)
+        self.provider = self.session.get_providers()[0]
+        wanted = "CUDAExecutionProvider" if providers == "auto" else list(providers)[0]
+        if self.provider != wanted:  # onnxruntime falls back silently: say so
+            log.warning("detector asked for %s but runs on %s", wanted, self.provider)
+        log.info("detector %s running on %s (%d threads)", model_path.name, self.provider, threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        shape = inp.shape
+        if len(shape) != 4 or shape[1] != 3:
+            raise ValueError(f"{model_path}: expected a 1x3xSxS image input, got {shape}")
+        size = shape[2] if isinstance(shape[2], int) else 640  # dynamic models: use 640
+        if isinstance(shape[3], int) and shape[3] != size:
+            raise ValueError(f"{model_path}: expected a square input, got {shape}")
+        self.input_size = int(size)
+        out = self.session.get_outputs()[0].shape
+        if len(out) != 3 or (isinstance(out[1], int) and out[1] != OUT_CHANNELS):
+            raise ValueError(f"{model_path}: output shape {out} is not (1, {OUT_CHANNELS}, N) = "
+                             f"4 box + 1 person score + 17x3 keypoints; is it a single-class "
+                             "YOLOv8/YOLO11-pose export (no NMS/end2end)?")
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        bgr = to_bgr(image)
+        boxed, lb = letterbox(bgr, self.input_size)
+        blob = boxed[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        return np.ascontiguousarray(blob), lb
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        blob, lb = self.preprocess(image)
+        raw = self.session.run(None, {self.input_name: blob})[0]
+        if raw.ndim != 3 or raw.shape[1] != OUT_CHANNELS:
+            raise ValueError(f"model returned shape {raw.shape}, expected (1, {OUT_CHANNELS}, N)")
+        return self.postprocess(raw[0], lb, image.shape[:2])
+
+    def postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw) -> list[Detection]:
+        """pred: (56, N) raw model output for one image."""
+        pred = pred.T  # (N, 56)
+        scores = pred[:, 4]
+        pred = pred[scores >= self.score_threshold]
+        if not len(pred):
+            return []
+        cxcy, wh = pred[:, 0:2], pred[:, 2:4]
+        boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
+        keep = nms(boxes, pred[:, 4], self.nms_iou)[: self.max_detections]
+        h, w = image_hw
+        dets = []
+        for i in keep:
+            box = lb.to_original(boxes[i].reshape(2, 2)).reshape(4)
+            box[[0, 2]] = np.clip(box[[0, 2]], 0, w)
+            box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
+            kpts = pred[i, 5:].reshape(NUM_KPTS, 3)
+            dets.append(Detection(box=box, score=float(pred[i, 4]),
+                                  keypoints=lb.to_original(kpts[:, :2]),
+                                  keypoint_conf=kpts[:, 2].astype(np.float64)))
+        return dets

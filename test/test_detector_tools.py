@@ -1,0 +1,76 @@
+"""Export (hash check, idempotence), diffpose-detect and diffpose-bench-detector."""
+import json
+
+import numpy as np
+import pytest
+
+from diffpose_ros.detector import export
+from diffpose_ros.paths import IMAGES_DIR
+from diffpose_ros.tools import bench_detector, detect
+
+needs_model = pytest.mark.skipif(not export.DEFAULT_ONNX.exists(),
+                                 reason=f"{export.DEFAULT_ONNX} not exported yet (run diffpose-export-detector)")
+
+
+def test_changed_weights_are_refused(tmp_path):
+    fake = tmp_path / "yolo11n-pose.pt"
+    fake.write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match="sha256"):
+        export.verify_pt(fake)
+    with pytest.raises(ValueError, match="sha256"):
+        export.export_onnx(tmp_path / "x.onnx", pt=fake)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@needs_model
+def test_export_is_up_to_date():
+    assert export.is_up_to_date(export.DEFAULT_ONNX)
+    # a second export is a no-op that returns the same file
+    before = export.DEFAULT_ONNX.stat().st_mtime_ns
+    assert export.export_onnx() == export.DEFAULT_ONNX
+    assert export.DEFAULT_ONNX.stat().st_mtime_ns == before
+
+
+def test_intrinsics():
+    K = detect.intrinsics_from_fov(640, 480, 90.0)
+    assert K[0, 0] == pytest.approx(320.0) and K[1, 1] == pytest.approx(320.0)
+    assert (K[0, 2], K[1, 2]) == (320.0, 240.0)
+    np.testing.assert_allclose(detect.parse_k("500,501,320,240"), [[500, 0, 320], [0, 501, 240], [0, 0, 1]])
+    with pytest.raises(ValueError, match="4 values"):
+        detect.parse_k("1,2,3")
+    with pytest.raises(ValueError, match="fov"):
+        detect.intrinsics_from_fov(640, 480, 200)
+
+
+@needs_model
+def test_detect_tool_writes_lifter_input(tmp_path, capsys):
+    out = tmp_path / "kp.npz"
+    imgs = [str(IMAGES_DIR / "basketball1.png"), str(IMAGES_DIR / "basketball2.png")]
+    assert detect.main(imgs + ["-o", str(out), "--overlay-dir", str(tmp_path / "ov")]) == 0
+    assert "60 deg" in capsys.readouterr().err
+    d = np.load(out)
+    n = len(d["frame"])
+    assert n == 4 and d["keypoints"].shape == (n, 17, 2) and d["scores"].shape == (n, 17)
+    assert d["sigma_px"].shape == (n, 17) and np.all(d["sigma_px"] > 0)
+    assert d["K"].shape == (3, 3) and str(d["format"]) == "h36m"
+    assert sorted(d["frame"].tolist()) == [0, 0, 1, 1]
+    assert set(d["track_ids"][d["frame"] == 0]) == set(d["track_ids"][d["frame"] == 1])
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 2
+    assert not list(tmp_path.glob("*.tmp"))
+
+    out2 = tmp_path / "coco.npz"
+    assert detect.main(imgs[:1] + ["-o", str(out2), "--format", "coco17", "--K", "500,500,320,240"]) == 0
+    d2 = np.load(out2)
+    assert str(d2["format"]) == "coco17" and d2["K"][0, 0] == 500
+    with pytest.raises(ValueError, match="cannot read"):
+        detect.main([str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.npz")])
+    assert not (tmp_path / "x.npz").exists()
+
+
+@needs_model
+def test_bench_tool(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench_detector.main(["--runs", "3", "--warmup", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["threads"] == 2 and res["runs"] == 3
+    assert 0 < res["detect_end_to_end"]["median_ms"] < 5000
