@@ -11,6 +11,7 @@ CONSOLE_SCRIPTS = [
     "diffpose-sample-camera = diffpose_ros.ros.sample_camera:main",
     "diffpose-demo = diffpose_ros.tools.demo:main",
     "diffpose-soak = diffpose_ros.tools.soak:main",
+    "diffpose-bench-node = diffpose_ros.tools.bench_node:main",
     # data
     "diffpose-build-dataset = diffpose_ros.tools.build_dataset:main",
     "diffpose-render-data = diffpose_ros.tools.render_data:main",

@@ -4,6 +4,6 @@ _dp_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # Kilted ignores ROS_LOCALHOST_ONLY
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 export FASTDDS_DEFAULT_PROFILES_FILE="$_dp_root/config/fastdds.xml"
-export FASTRTPS_DEFAULT_PROFILES_FILE="$_dp_root/config/fastdds.xml"
+# (Humble's Fast DDS 2.x reads FASTRTPS_DEFAULT_PROFILES_FILE instead)
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
 unset _dp_root

@@ -20,7 +20,6 @@ def _isolate_dds():
     os.environ["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
     profile = str(REPO / "config" / "fastdds.xml")
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
-    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = profile
 
 
 _isolate_dds()

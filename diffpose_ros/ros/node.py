@@ -10,6 +10,7 @@ Publishes:  human_pose_3d (diffpose_ros/HumanPose3DArray), human_pose_3d/markers
 """
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -76,6 +77,23 @@ def _descriptor(name, default, description, limits, dynamic) -> ParameterDescrip
     return d
 
 
+class RosLogHandler(logging.Handler):
+    """Forwards the library's stdlib logging ('diffpose_ros.*') to the node's rclpy logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record):
+        text = f"[{record.name}] {record.getMessage()}"
+        if record.levelno >= logging.ERROR:
+            self.ros_logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.ros_logger.warning(text)
+        else:
+            self.ros_logger.info(text)
+
+
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
@@ -83,6 +101,10 @@ def stamp_seconds(stamp) -> float:
 class PoseNode(Node):
     def __init__(self, **kwargs):
         super().__init__("diffpose_pose_node", **kwargs)
+        library_log = logging.getLogger("diffpose_ros")
+        library_log.setLevel(logging.INFO)
+        library_log.propagate = False
+        library_log.handlers = [RosLogHandler(self.get_logger())]
         for name, (default, description, limits, dynamic) in PARAMETERS.items():
             self.declare_parameter(name, default, _descriptor(name, default, description, limits, dynamic))
         for name, (_, _, limits, _) in PARAMETERS.items():   # values from a params file are checked too
@@ -166,7 +188,7 @@ class PoseNode(Node):
             detector_model=self.p["detector_model"], backend=self.p["backend"],
             lifter_weights=self.p["lifter_weights"], steps=self.p["diffusion_steps"],
             n_hyp=self.p["num_hypotheses"], threads=self.p["detector_threads"], fp16=self.p["fp16"],
-            seed=self.p["seed"], config=self._pipeline_config(), logger=self.get_logger())
+            seed=self.p["seed"], config=self._pipeline_config())
 
     # ---------------------------------------------------------------- input
     def _warn(self, kind: str, text: str):
@@ -235,6 +257,8 @@ class PoseNode(Node):
                     self.pipeline = self._make_pipeline()
                 self._process(msg, received)
             except Exception as err:  # one bad frame must never kill the node
+                if not self.context.ok():     # shutting down: the publishers are gone
+                    return
                 self._warn("processing_error", f"frame failed: {type(err).__name__}: {err}")
 
     def _process(self, msg, received: float):

@@ -1,0 +1,161 @@
+"""diffpose-bench-node: end-to-end latency and throughput of the pose node at 640x480.
+
+The node runs in its own process (as under ros2 launch); this process is the camera and the
+subscriber. Two scenes built from the shared photos: 1 person (messi5 on a 640x480 canvas,
+max_people=1) and 3 people (basketball1 + messi5 side by side, max_people=3). Per scene:
+  latency     one frame at a time: image stamp -> pose message received, p50/p95
+  throughput  camera at --rate Hz for --seconds: output frames/s, latency p50/p95, stale drops
+and the node's own stage medians from its diagnostics (detector, sampler, everything else).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from diffpose_ros.paths import IMAGES_DIR, REPO_DIR
+from diffpose_ros.tools.demo import ros_environment
+
+
+def scene(people: int) -> np.ndarray:
+    canvas = np.full((480, 640, 3), 114, np.uint8)
+    messi = cv2.imread(str(IMAGES_DIR / "messi5.jpg"))
+    if people == 1:
+        h = int(640 * messi.shape[0] / messi.shape[1])
+        canvas[(480 - h) // 2:(480 - h) // 2 + h] = cv2.resize(messi, (640, h))
+    else:
+        canvas[120:360, :320] = cv2.resize(cv2.imread(str(IMAGES_DIR / "basketball1.png")), (320, 240))
+        canvas[120:360, 320:] = cv2.resize(messi, (320, 240))
+    return canvas
+
+
+def percentiles(values_s):
+    v = np.asarray(values_s) * 1e3
+    return {"p50_ms": round(float(np.percentile(v, 50)), 1), "p95_ms": round(float(np.percentile(v, 95)), 1),
+            "n": int(v.size)} if v.size else {"n": 0}
+
+
+def run_scene(people: int, args, env) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from diffpose_ros.msg import HumanPose3DArray
+    from diffpose_ros.pipeline import Intrinsics
+    from diffpose_ros.ros.images import encode_bgr8
+    from diffpose_ros.ros.sample_camera import camera_info
+
+    log = open(args.out / f"node_{people}.log", "w")
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "-p", f"backend:={args.backend}",
+         "-p", "qos_reliability:=reliable", "-p", f"max_people:={people}", "-p", "diagnostics_period_s:=0.5"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = rclpy.create_node(f"bench_client_{people}")
+    rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    arrivals, diag = {}, {}
+
+    def on_pose(msg):
+        arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (client.get_clock().now().nanoseconds, len(msg.people))
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.startswith("diffpose_ros"):
+                diag.update({kv.key: kv.value for kv in st.values})
+
+    client.create_subscription(HumanPose3DArray, "/human_pose_3d", on_pose, rel)
+    client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pub = client.create_publisher(Image, "/camera/image_raw", rel)
+    pub_info = client.create_publisher(CameraInfo, "/camera/camera_info", 10)
+    data, w, h, step = encode_bgr8(scene(people))
+    info = camera_info(Intrinsics.from_fov(w, h, 60.0), Header(frame_id="camera_optical_frame"))
+
+    def send():
+        stamp = client.get_clock().now()
+        header = Header(stamp=stamp.to_msg(), frame_id="camera_optical_frame")
+        info.header = header
+        pub_info.publish(info)
+        pub.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
+        return (header.stamp.sec, header.stamp.nanosec), stamp.nanoseconds
+
+    deadline = time.monotonic() + 120
+    while pub.get_subscription_count() == 0 or not diag:
+        rclpy.spin_once(client, timeout_sec=0.1)
+        if node_proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"node did not come up; see {args.out / f'node_{people}.log'}")
+    for _ in range(5):                           # camera info + warm-up
+        key, _ = send()
+        t = time.monotonic()
+        while key not in arrivals and time.monotonic() - t < 30:
+            rclpy.spin_once(client, timeout_sec=0.01)
+
+    lat, counts = [], []
+    for _ in range(args.frames):                 # one frame at a time
+        key, sent_ns = send()
+        t = time.monotonic()
+        while key not in arrivals and time.monotonic() - t < 10:
+            rclpy.spin_once(client, timeout_sec=0.002)
+        if key in arrivals:
+            lat.append((arrivals[key][0] - sent_ns) * 1e-9)
+            counts.append(arrivals[key][1])
+    stages = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead")}
+
+    sent = {}                                    # a camera at --rate Hz
+    t0 = time.monotonic()
+    next_t = t0
+    while time.monotonic() - t0 < args.seconds:
+        if time.monotonic() >= next_t:
+            key, ns = send()
+            sent[key] = ns
+            next_t += 1.0 / args.rate
+        rclpy.spin_once(client, timeout_sec=0.001)
+    t_end = time.monotonic() + 2.0
+    while time.monotonic() < t_end:
+        rclpy.spin_once(client, timeout_sec=0.01)
+    got = [((arrivals[k][0] - ns) * 1e-9) for k, ns in sent.items() if k in arrivals]
+    out_stamps = sorted(arrivals[k][0] for k in sent if k in arrivals)
+    fps = (len(out_stamps) - 1) / ((out_stamps[-1] - out_stamps[0]) * 1e-9) if len(out_stamps) > 1 else 0.0
+    client.destroy_node()
+    node_proc.send_signal(2)
+    node_proc.wait(timeout=10)
+    return {"people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
+            "latency_one_at_a_time": percentiles(lat), "node_stage_p50_ms": stages,
+            "throughput": {"camera_hz": args.rate, "seconds": args.seconds, "frames_sent": len(sent),
+                           "frames_out": len(got), "output_fps": round(fps, 2), "latency": percentiles(got)}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--people", default="1,3")
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--frames", type=int, default=50, help="frames in the one-at-a-time latency run")
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_node")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = ros_environment()
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
+    import rclpy
+    rclpy.init()
+    try:
+        results = {"cpu": os.cpu_count(), "backend": args.backend,
+                   "scenes": [run_scene(int(p), args, env) for p in args.people.split(",")]}
+    finally:
+        rclpy.shutdown()
+    (args.out / "bench_node.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
