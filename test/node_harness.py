@@ -37,27 +37,33 @@ def image_msg(image: np.ndarray, sec: int, nanosec: int = 0, frame_id="camera_op
 
 
 class NodeHarness:
-    def __init__(self, env, log_path: Path, params=(), compressed=False):
+    def __init__(self, env, log_path: Path, params=(), compressed=False, name="diffpose_pose_node"):
         cmd = [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args",
                "-p", "backend:=onnxruntime", "-p", "qos_reliability:=reliable", "-p", "qos_depth:=5",
                "-p", "camera_info_timeout_s:=0.5", "-p", "diagnostics_period_s:=0.2"]
         if compressed:
             cmd += ["-p", "use_compressed:=true"]
+        cmd += ["-r", f"__node:={name}"]
+        self.name = name
         for p in params:
             cmd += ["-p", p]
         self.log_path = log_path
         self.proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-        self.node = rclpy.create_node("node_test_client")
+        self.node = rclpy.create_node(f"test_client_{name}")
         self.poses: list[HumanPose3DArray] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.node.create_subscription(HumanPose3DArray, "/human_pose_3d", self.poses.append, RELIABLE)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.pub_image = self.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
         self.pub_compressed = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera/camera_info", 10)
         pub = self.pub_compressed if compressed else self.pub_image
         self.spin_until(lambda: pub.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0,
                         timeout=90, what="the node to subscribe")
+
+    def _on_diagnostics(self, msg):
+        if msg.status and msg.status[0].name == f"diffpose_ros: /{self.name}":   # ours, not another node's
+            self.diagnostics.append(msg)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

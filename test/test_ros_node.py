@@ -159,7 +159,7 @@ def test_runtime_parameters_validated(node):
     from rcl_interfaces.msg import Parameter as ParameterMsg
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
-    client = node.node.create_client(SetParameters, "/diffpose_pose_node/set_parameters")
+    client = node.node.create_client(SetParameters, f"/{node.name}/set_parameters")
     assert client.wait_for_service(timeout_sec=10)
 
     def set_param(name, value):
@@ -181,7 +181,7 @@ def test_runtime_parameters_validated(node):
 
 
 def test_corrupt_compressed_images(ros, ros_env, tmp_path):
-    node = NodeHarness(ros_env, tmp_path / "node.log", compressed=True)
+    node = NodeHarness(ros_env, tmp_path / "node.log", compressed=True, name="pose_node_compressed")
     try:
         img = load_image("basketball1.png")
         node.send_info(640, 480)

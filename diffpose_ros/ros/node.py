@@ -115,6 +115,7 @@ class PoseNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.counters = Counter()           # frames_in, frames_out, dropped_stale, bad_* ...
+        self._last_warned: dict[str, float] = {}
         self.latencies = deque(maxlen=500)  # seconds, receive -> publish
         self.stage_times = {k: deque(maxlen=500) for k in ("detect", "sampler", "overhead")}
         self.rate_in = deque(maxlen=200)
@@ -192,8 +193,15 @@ class PoseNode(Node):
 
     # ---------------------------------------------------------------- input
     def _warn(self, kind: str, text: str):
+        """Count the problem; log it at most every WARN_PERIOD_S per distinct problem (a camera
+        that sends the same broken frame 30 times a second gets one line, a new problem its own)."""
         self.counters[kind] += 1
-        self.get_logger().warning(f"{text} [{kind}: {self.counters[kind]} so far]", throttle_duration_sec=WARN_PERIOD_S)
+        now = time.monotonic()
+        if now - self._last_warned.get(text, -1e9) >= WARN_PERIOD_S:
+            self._last_warned[text] = now
+            if len(self._last_warned) > 1000:      # bounded, for hours of varied bad input
+                self._last_warned.clear()
+            self.get_logger().warning(f"{text} [{kind}: {self.counters[kind]} so far]")
 
     def _on_camera_info(self, msg: CameraInfo):
         try:
@@ -312,7 +320,8 @@ class PoseNode(Node):
     def _publish_diagnostics(self):
         lat = np.asarray(self.latencies) * 1e3
         p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if lat.size else (float("nan"),) * 3)
-        status = DiagnosticStatus(name="diffpose_ros: pose node", hardware_id=self.p["image_topic"])
+        status = DiagnosticStatus(name=f"diffpose_ros: {self.get_fully_qualified_name()}",
+                                  hardware_id=self.p["image_topic"])
         dropped = self.counters["dropped_stale"]
         bad = sum(v for k, v in self.counters.items() if k.startswith(("bad_", "stamp_", "processing_")))
         status.level = DiagnosticStatus.OK if bad == 0 else DiagnosticStatus.WARN
