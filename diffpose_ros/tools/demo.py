@@ -33,23 +33,35 @@ def ros_environment() -> dict:
     return env
 
 
+def _spawn(cmd, env, log_path: Path):
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_camera(env, source: str, rate: float, log_path: Path, reliable: bool = True):
+    """The sample camera node in its own process."""
+    cmd = [sys.executable, "-m", "diffpose_ros.ros.sample_camera", "--ros-args",
+           "-p", f"rate_hz:={rate}", "-p", f"reliable:={str(reliable).lower()}"]
+    if source:
+        cmd += ["-p", f"source:={source}"]
+    return _spawn(cmd, env, log_path)
+
+
+def start_node(env, backend: str, params_file: Path, log_path: Path, reliable: bool = True, extra_params=()):
+    """The pose node in its own process."""
+    cmd = [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "--params-file", str(params_file),
+           "-p", f"backend:={backend}", "-p", f"qos_reliability:={'reliable' if reliable else 'best_effort'}"]
+    for p in extra_params:
+        cmd += ["-p", p]
+    return _spawn(cmd, env, log_path)
+
+
 def start_processes(env, source: str, rate: float, backend: str, params_file: Path, log_dir: Path,
                     reliable: bool = True, extra_node_params=()):
     """The sample camera and the node, like launch/pose.launch.py with sample_camera:=true."""
-    camera = [sys.executable, "-m", "diffpose_ros.ros.sample_camera", "--ros-args",
-              "-p", f"rate_hz:={rate}", "-p", f"reliable:={str(reliable).lower()}"]
-    if source:
-        camera += ["-p", f"source:={source}"]
-    node = [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "--params-file", str(params_file),
-            "-p", f"backend:={backend}", "-p", f"qos_reliability:={'reliable' if reliable else 'best_effort'}"]
-    for p in extra_node_params:
-        node += ["-p", p]
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = {}
-    for name, cmd in (("pose_node", node), ("sample_camera", camera)):
-        log = open(log_dir / f"{name}.log", "w")
-        procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return procs
+    return {"pose_node": start_node(env, backend, params_file, log_dir / "pose_node.log", reliable, extra_node_params),
+            "sample_camera": start_camera(env, source, rate, log_dir / "sample_camera.log", reliable)}
 
 
 def stop_processes(procs, timeout=5.0) -> dict:
