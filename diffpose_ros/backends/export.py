@@ -1,0 +1,407 @@
+"""Export the DiffPose sampler once to a single ONNX file that ONNX Runtime and TensorRT both run.
+
+Why the TorchScript exporter (``dynamo=False``): the sampler's K-step reverse loop has a fixed,
+Python-level step count, so tracing unrolls it into a plain feed-forward graph in ~1-3 s. The
+dynamo exporter takes about a minute and pins every dimension whose example size is 1, so we
+also export with an example batch of 2 people and mark the batch axis dynamic on every input
+and output.
+
+Why opset 17: TensorRT 8.5 (JetPack 5) parses ONNX up to opset 17. Its parser does not know
+``LayerNormalization`` (added to the TensorRT parser in 8.6), which the exporter emits for
+``nn.LayerNorm`` from opset 17 on; so by default LayerNorm is exported as its decomposition
+(ReduceMean/Sub/Pow/Sqrt/Div), which every TensorRT version reads.
+
+The file carries its provenance in ``metadata_props`` (weights and code hashes, steps, N, ...)
+so that ``load_or_export`` can tell a stale export from a current one without running it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from .base import NUM_JOINTS, default_logger
+
+FORMAT_VERSION = "1"
+DEFAULT_OPSET = 17
+INPUT_NAMES = ("keypoints", "init_noise", "kernel_u")
+OUTPUT_NAMES = ("mean", "cov", "hyps")
+# files in a weights folder that are build artifacts, not weights
+_NOT_WEIGHTS = (".onnx", ".engine", ".tmp", ".lock", ".pyc")
+
+# ONNX operators the sampler graph may contain, each marked "Y" for TensorRT 8.5 in the
+# onnx-tensorrt operator support matrix (docs/operators.md of the 8.5 release branch: "TensorRT
+# 8.5 supports operators up to Opset 17"). Deliberately limited to the ops a GCN/attention
+# denoiser + DDIM loop + GMM kernel choice produces; grow it only after checking that matrix.
+# Restrictions noted there that apply here: Slice/Squeeze `axes` must be initializers/constants
+# (the TorchScript exporter emits them as Constant), Einsum without ellipsis/broadcasting, Conv
+# weights must be initializers (they are: the temporal encoder's convolutions are fixed weights).
+# Not in the set on purpose: LayerNormalization (N in 8.5; decomposed at export), the Random*
+# ops (randomness is an input), Loop/If (the step loop is unrolled).
+TENSORRT_85_OPS = frozenset({
+    "Abs", "Add", "And", "ArgMax", "ArgMin", "Cast", "Ceil", "Clip", "Concat", "Constant",
+    "ConstantOfShape", "Conv", "Cos", "CumSum", "Div", "Einsum", "Equal", "Erf", "Exp", "Expand",
+    "Flatten", "Floor", "Gather", "GatherElements", "Gemm", "Greater", "GreaterOrEqual",
+    "Identity", "LeakyRelu", "Less", "LessOrEqual", "Log", "MatMul", "Max", "Min", "Mul", "Neg",
+    "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin",
+    "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Split",
+    "Sqrt", "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze", "Where",
+})
+
+
+class ExportError(RuntimeError):
+    """The sampler could not be exported, or the exported graph disagrees with PyTorch."""
+
+
+# --------------------------------------------------------------------------------------------
+# hashes and metadata
+# --------------------------------------------------------------------------------------------
+def _sha256_files(files, root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def weights_sha256(weights_dir) -> str:
+    """sha256 over every weights file (name + bytes) under ``weights_dir``, recursively.
+
+    Exported graphs and engines stored in the same folder are not weights and are skipped, so
+    exporting does not change the hash it is compared against.
+    """
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"weights_dir: {root} is not a directory")
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and not p.name.startswith(".") and not p.name.endswith(_NOT_WEIGHTS)
+                   and ".tmp" not in p.name)
+    if not files:
+        raise FileNotFoundError(f"weights_dir: no weights files in {root}")
+    return _sha256_files(files, root)
+
+
+def code_sha256(obj) -> str:
+    """sha256 of the Python sources of the package that defines ``obj`` (a class or function).
+
+    The graph is a function of the code as much as of the weights: editing the sampler must
+    invalidate an old export even when the weights did not change.
+    """
+    source = Path(inspect.getsourcefile(obj)).resolve()
+    folder = source.parent
+    return _sha256_files(sorted(folder.glob("*.py")), folder)
+
+
+def read_metadata(onnx_path) -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict (weights are not loaded)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def graph_op_types(onnx_path) -> set:
+    """Operator types used anywhere in the graph (including subgraphs)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    ops = set()
+
+    def walk(graph):
+        for node in graph.node:
+            ops.add(node.op_type)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for sub in attr.graphs:
+                    walk(sub)
+
+    walk(model.graph)
+    return ops
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("diffpose_ros")
+    except Exception:
+        import diffpose_ros
+
+        return getattr(diffpose_ros, "__version__", "unknown")
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+def example_inputs(sampler, batch: int, seed: int = 0):
+    """Plausible inputs for tracing/checking: normalised coords ~ +-0.5, confidences in
+    [0.3, 1], standard-normal noise, uniform kernel draws."""
+    rng = np.random.default_rng(seed)
+    window = int(getattr(sampler, "window", 1))
+    lead = (batch, window) if getattr(sampler, "temporal", False) else (batch,)
+    kp = np.empty(lead + (NUM_JOINTS, 3), np.float32)
+    kp[..., :2] = rng.uniform(-0.5, 0.5, size=lead + (NUM_JOINTS, 2))
+    kp[..., 2] = rng.uniform(0.3, 1.0, size=lead + (NUM_JOINTS,))
+    n = int(sampler.n_hyp)
+    noise = rng.standard_normal((batch, n, NUM_JOINTS, 3)).astype(np.float32)
+    u = rng.uniform(0.0, 1.0, size=(batch, n)).astype(np.float32)
+    return kp, noise, u
+
+
+def _module_device(module):
+    """Where the sampler's tensors live (a torch backend may have moved it to CUDA)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return "cpu"
+
+
+@contextlib.contextmanager
+def _decomposed_layer_norm(opset: int, enabled: bool):
+    """Export aten::layer_norm as primitive ops for this export only (see module docstring)."""
+    if not enabled:
+        yield
+        return
+    import torch
+    from torch.onnx import symbolic_opset9
+
+    # the opset-9 symbolic writes ReduceMean with an `axes` attribute, valid up to opset 17
+    if opset > 17:
+        raise ExportError("decompose_layer_norm needs opset <= 17 (ReduceMean axes attribute)")
+    torch.onnx.register_custom_op_symbolic("aten::layer_norm", symbolic_opset9.layer_norm, opset)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::layer_norm", opset)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET, *,
+                weights_dir=None, decompose_layer_norm: bool = True, verify: bool = True,
+                atol: float = 1e-4, code_hash: Optional[str] = None, logger=None) -> Path:
+    """Export ``sampler`` (a DiffPoseSampler) to one self-contained ONNX file at ``path``.
+
+    Inputs/outputs are named keypoints, init_noise, kernel_u -> mean, cov, hyps, with a
+    dynamic batch axis. With ``verify`` the file is checked by ``onnx.checker`` and run by ONNX
+    Runtime at batch 1 and ``max_people``, and must match PyTorch within ``atol`` metres.
+    The write is atomic (temp file + rename). ``code_hash`` overrides the hash of the sampler's
+    source folder stored in the metadata. Returns the path.
+    """
+    import onnx
+    import torch
+
+    log = default_logger(logger)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sampler = sampler.eval()
+    t0 = time.perf_counter()
+    device = _module_device(sampler)
+    args = tuple(torch.from_numpy(a).to(device) for a in example_inputs(sampler, batch=2))
+    batch_axis = {name: {0: "people"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    buf = io.BytesIO()
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
+                _decomposed_layer_norm(opset, decompose_layer_norm):
+            # expected here: the legacy-exporter deprecation notice, and TracerWarnings about
+            # Python numbers (the step schedule is constant by design; a data-dependent one is
+            # caught by the verification below)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(sampler, args, buf, dynamo=False, opset_version=opset,
+                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                              dynamic_axes=batch_axis, do_constant_folding=True)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed for {type(sampler).__name__}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    model = onnx.load_from_string(buf.getvalue())
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "exporter": f"torch.onnx.export(dynamo=False) torch {torch.__version__}",
+        "package_version": _package_version(),
+        "opset": str(opset),
+        "steps": str(int(sampler.steps)),
+        "n_hyp": str(int(sampler.n_hyp)),
+        "window": str(int(getattr(sampler, "window", 1))),
+        "temporal": str(bool(getattr(sampler, "temporal", False))).lower(),
+        "decompose_layer_norm": str(bool(decompose_layer_norm)).lower(),
+        "max_people_checked": str(int(max_people)),
+        "code_sha256": code_hash or code_sha256(type(sampler)),
+    }  # no timestamp: equal weights + code + settings give equal bytes (and TensorRT cache keys)
+    if weights_dir is not None:
+        meta["weights_sha256"] = weights_sha256(weights_dir)
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "diffpose_ros"
+    model.producer_version = meta["package_version"]
+
+    onnx.checker.check_model(model, full_check=True)
+    data = model.SerializeToString()
+    if verify:
+        _verify_against_torch(sampler, data, max_people, atol)
+    _atomic_write_bytes(path, data)
+    log.info("exported sampler (steps=%s, N=%s, %s) to %s at opset %d in %.1f s",
+             meta["steps"], meta["n_hyp"], "temporal" if meta["temporal"] == "true" else "frame",
+             path, opset, time.perf_counter() - t0)
+    return path
+
+
+def _verify_against_torch(sampler, onnx_bytes: bytes, max_people: int, atol: float) -> None:
+    """Run the fresh graph with ONNX Runtime at batch 1 and max_people and compare to PyTorch:
+    catches batch dims frozen by tracing and data-dependent branches the trace baked in."""
+    import onnxruntime as ort
+    import torch
+
+    device = _module_device(sampler)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    for batch in sorted({1, max(1, int(max_people))}):
+        inputs = example_inputs(sampler, batch=batch, seed=100 + batch)
+        try:
+            got = session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
+        except Exception as exc:
+            raise ExportError(f"exported graph fails in ONNX Runtime at batch {batch}: {exc}") \
+                from exc
+        with torch.inference_mode():
+            want = sampler(*(torch.from_numpy(a).to(device) for a in inputs))
+        for name, g, w in zip(OUTPUT_NAMES, got, want):
+            w = w.detach().cpu().numpy()
+            if g.shape != w.shape:
+                raise ExportError(f"exported {name} has shape {g.shape} at batch {batch}, "
+                                  f"PyTorch gives {w.shape}")
+            err = float(np.max(np.abs(g - w))) if g.size else 0.0
+            if not err <= atol:
+                raise ExportError(f"exported {name} differs from PyTorch by {err:.3g} "
+                                  f"(> {atol}) at batch {batch}")
+
+
+# --------------------------------------------------------------------------------------------
+# reuse an existing export when it is current
+# --------------------------------------------------------------------------------------------
+def onnx_filename(steps: int, n_hyp: int) -> str:
+    return f"sampler_s{int(steps)}_n{int(n_hyp)}.onnx"
+
+
+def _writable_dir(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=str(folder), prefix=".write-test-"):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def default_onnx_path(weights_dir, steps: int, n_hyp: int) -> Path:
+    """``<weights_dir>/sampler_s{steps}_n{n}.onnx``, or the user cache when the weights folder
+    is read-only (e.g. an installed package)."""
+    weights_dir = Path(weights_dir)
+    if _writable_dir(weights_dir):
+        return weights_dir / onnx_filename(steps, n_hyp)
+    from diffpose_ros import paths
+
+    tag = hashlib.sha256(str(weights_dir.resolve()).encode()).hexdigest()[:12]
+    return paths.cache_dir() / "onnx" / tag / onnx_filename(steps, n_hyp)
+
+
+def stale_reason(onnx_path, expected: Dict[str, str]) -> Optional[str]:
+    """None when ``onnx_path`` exists and its metadata matches ``expected``; else why not."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.exists():
+        return f"{onnx_path.name} does not exist yet"
+    try:
+        meta = read_metadata(onnx_path)
+    except Exception as exc:
+        return f"{onnx_path.name} is unreadable ({type(exc).__name__}: {exc})"
+    for key, want in expected.items():
+        have = meta.get(key)
+        if have != want:
+            short = (lambda s: s[:12] + "..." if s and len(s) > 16 else s)
+            return f"{key} changed ({short(have)} in the file, now {short(want)})"
+    return None
+
+
+def load_or_export(weights_dir=None, steps: int = 5, n_hyp: int = 5, *, max_people: int = 10,
+                   opset: int = DEFAULT_OPSET, path=None,
+                   build: Optional[Callable] = None, logger=None) -> Path:
+    """Return the path of a current ONNX export for (weights_dir, steps, n_hyp).
+
+    An existing file is reused only when its metadata matches the current weights hash, code
+    hash, steps, N, opset and format version; otherwise the sampler is built with
+    ``build(weights_dir, steps=, n_hyp=)`` (default: ``diffpose_ros.lifter.sampler.build_sampler``)
+    and exported again. The reason for a re-export is logged.
+    """
+    log = default_logger(logger)
+    if build is None:
+        from diffpose_ros.lifter.sampler import build_sampler as build
+    if weights_dir is None:
+        from diffpose_ros import paths
+
+        weights_dir = paths.WEIGHTS_DIR / "frame"  # the Lifter's default bundle
+    weights_dir = Path(weights_dir)
+    path = Path(path) if path is not None else default_onnx_path(weights_dir, steps, n_hyp)
+    expected = {
+        "format_version": FORMAT_VERSION,
+        "opset": str(int(opset)),
+        "steps": str(int(steps)),
+        "n_hyp": str(int(n_hyp)),
+        "decompose_layer_norm": "true",
+        "weights_sha256": weights_sha256(weights_dir),
+        "code_sha256": code_sha256(build),
+    }
+    reason = stale_reason(path, expected)
+    if reason is None:
+        log.info("reusing ONNX sampler %s (weights and settings unchanged)", path)
+        return path
+    log.info("exporting ONNX sampler to %s: %s", path, reason)
+    sampler = build(weights_dir, steps=steps, n_hyp=n_hyp)
+    if int(sampler.steps) != int(steps) or int(sampler.n_hyp) != int(n_hyp):
+        raise ExportError(f"build() returned steps={sampler.steps}, n_hyp={sampler.n_hyp}; "
+                          f"asked for steps={steps}, n_hyp={n_hyp}")
+    export_onnx(sampler, path, max_people=max_people, opset=opset, weights_dir=weights_dir,
+                code_hash=expected["code_sha256"], logger=log)
+    return path
+
+
+def onnx_settings(onnx_path) -> Dict[str, object]:
+    """steps, n_hyp, window, temporal read back from an export's metadata."""
+    meta = read_metadata(onnx_path)
+    try:
+        return {"steps": int(meta["steps"]), "n_hyp": int(meta["n_hyp"]),
+                "window": int(meta["window"]), "temporal": meta["temporal"] == "true"}
+    except KeyError as exc:
+        raise ValueError(f"{onnx_path}: not a diffpose_ros sampler export "
+                         f"(metadata key {exc} missing)") from None
+
+
+def describe(onnx_path) -> str:
+    return json.dumps(read_metadata(onnx_path), indent=1, sort_keys=True)
