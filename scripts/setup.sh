@@ -56,7 +56,7 @@ if stamp_ok messages "$h" && [ -d "$SP/diffpose_ros/msg" ]; then
   say "messages already built"
 else
   say "building msg/ with rosidl (cmake) into $VENV"
-  rm -rf build/msgs
+  rm -rf build/msgs && mkdir -p build
   PATH=$VENV/bin:$PATH cmake -S . -B build/msgs -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DDIFFPOSE_INSTALL_PYTHON_PACKAGE=OFF -DBUILD_TESTING=OFF > build/msgs.cmake.log 2>&1 \
