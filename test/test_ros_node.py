@@ -204,3 +204,28 @@ def test_bad_parameter_at_start_is_a_clear_error(ros, ros_env, tmp_path):
                          env=ros_env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "tensorrt" in (out.stdout + out.stderr).lower()
+
+
+@pytest.mark.parametrize("fault", ["missing weights", "corrupt weights", "corrupt detector"])
+def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
+    import shutil
+    import subprocess
+    params = []
+    if fault == "missing weights":
+        params = ["-p", f"lifter_weights:={tmp_path / 'nowhere'}"]
+    elif fault == "corrupt weights":
+        bundle = tmp_path / "frame"
+        shutil.copytree(WEIGHTS_DIR / "frame", bundle, ignore=shutil.ignore_patterns("*.onnx"))
+        (bundle / "model.pt").write_bytes(b"not a checkpoint" * 100)
+        params = ["-p", f"lifter_weights:={bundle}"]
+    else:
+        bad = tmp_path / "detector.onnx"
+        bad.write_bytes(b"\x08\x07garbage" * 100)
+        params = ["-p", f"detector_model:={bad}"]
+    out = subprocess.run([sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", *params],
+                         env=ros_env, capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert "cannot start" in text
+    expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx"}[fault]
+    assert expected in text, text

@@ -1,0 +1,93 @@
+"""Sampler contract: shapes, determinism (no randomness inside), PSD covariances, ONNX export."""
+import numpy as np
+import pytest
+import torch
+
+from diffpose_ros.lifter.model_io import init_bundle, load_bundle
+from diffpose_ros.lifter.sampler import DiffPoseSampler, build_sampler, covariance_from_hypotheses
+
+
+def _inputs(b, temporal, n=5, window=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (b, window, 17, 3) if temporal else (b, 17, 3)
+    kp = torch.randn(shape, generator=g) * 0.2
+    kp[..., 2] = torch.rand(shape[:-1], generator=g)
+    return kp, torch.randn(b, n, 17, 3, generator=g), torch.rand(b, n, generator=g)
+
+
+@pytest.mark.parametrize("model", ["frame", "temporal"])
+def test_shapes_determinism_psd(tmp_path, model):
+    init_bundle(tmp_path, model=model, window=9, seed=1)
+    s = build_sampler(tmp_path, steps=3, n_hyp=4)
+    assert s.temporal == (model == "temporal") and s.window == (9 if model == "temporal" else 1)
+    kp, noise, u = _inputs(3, s.temporal, 4)
+    with torch.no_grad():
+        m1, c1, h1 = s(kp, noise, u)
+        m2, c2, h2 = s(kp, noise, u)
+    assert m1.shape == (3, 17, 3) and c1.shape == (3, 17, 3, 3) and h1.shape == (3, 4, 17, 3)
+    assert torch.equal(m1, m2) and torch.equal(c1, c2) and torch.equal(h1, h2)
+    assert torch.allclose(c1, c1.transpose(-1, -2))
+    assert torch.linalg.eigvalsh(c1).min() > 0
+    assert torch.all(m1[:, 0] == 0)  # root-relative
+    # different noise -> different hypotheses (the noise is really used)
+    with torch.no_grad():
+        _, _, h3 = s(kp, noise + 1.0, u)
+    assert not torch.allclose(h1, h3)
+
+
+def test_batch_independent(tmp_path):
+    """Each pose's output depends only on its own inputs (batch dimension is free)."""
+    s = DiffPoseSampler(init_bundle(None, seed=2), steps=2, n_hyp=3)
+    kp, noise, u = _inputs(4, False, 3)
+    with torch.no_grad():
+        full = s(kp, noise, u)[0]
+        one = s(kp[2:3], noise[2:3], u[2:3])[0]
+    assert torch.allclose(full[2:3], one, atol=1e-5)
+
+
+def test_kernel_choice_by_uniform():
+    b = init_bundle(None, seed=0)
+    b.gmm = {"weights": np.array([0.2, 0.3, 0.5]), "means": np.zeros((3, 48)),
+             "covs": np.repeat(np.eye(48)[None], 3, 0)}
+    s = DiffPoseSampler(b, 1, 1)
+    u = torch.tensor([[0.0], [0.19], [0.2], [0.49], [0.5], [0.999999]])
+    onehot = s.kernel_onehot(u)
+    assert torch.equal(onehot.sum(-1), torch.ones(6, 1))
+    assert onehot.argmax(-1).flatten().tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_covariance_shrinkage_single_hypothesis():
+    hyps = torch.randn(2, 1, 17, 3)
+    prior = torch.eye(3).expand(2, 17, 3, 3) * 0.01
+    mean, cov = covariance_from_hypotheses(hyps, prior, n0=2.0, floor=0.0)
+    assert torch.allclose(mean, hyps[:, 0]) and torch.allclose(cov, prior)
+
+
+def test_save_load_roundtrip(tmp_path):
+    b = init_bundle(tmp_path, seed=3)
+    b2 = load_bundle(tmp_path)
+    kp, noise, u = _inputs(2, False, 5)
+    with torch.no_grad():
+        a = DiffPoseSampler(b, 2, 5)(kp, noise, u)[0]
+        c = DiffPoseSampler(b2, 2, 5)(kp, noise, u)[0]
+    assert torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("model", ["frame", "temporal"])
+def test_onnx_export_matches_torch(tmp_path, model):
+    ort = pytest.importorskip("onnxruntime")
+    s = DiffPoseSampler(init_bundle(None, model=model, window=9, seed=4), steps=2, n_hyp=3)
+    kp, noise, u = _inputs(2, s.temporal, 3)
+    path = tmp_path / "s.onnx"
+    with torch.no_grad():
+        torch.onnx.export(s, (kp, noise, u), str(path), input_names=["keypoints", "init_noise", "kernel_u"],
+                          output_names=["mean", "cov", "hyps"], opset_version=17, dynamo=False,
+                          dynamic_axes={k: {0: "batch"} for k in ("keypoints", "init_noise", "kernel_u",
+                                                                  "mean", "cov", "hyps")})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    kp5, n5, u5 = _inputs(5, s.temporal, 3, seed=9)  # other batch size than at export
+    out = sess.run(None, {"keypoints": kp5.numpy(), "init_noise": n5.numpy(), "kernel_u": u5.numpy()})
+    with torch.no_grad():
+        ref = s(kp5, n5, u5)
+    for o, r in zip(out, ref):
+        np.testing.assert_allclose(o, r.numpy(), atol=1e-4, rtol=1e-3)

@@ -1,0 +1,154 @@
+"""Shipped weights, the high-level Lifter and the diffpose-lift tool."""
+import numpy as np
+import pytest
+
+from diffpose_ros.lifter.lifter import Lifter
+from diffpose_ros.paths import WEIGHTS_DIR
+from diffpose_ros.tools import lift as lift_tool
+
+K = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
+
+# a standing person facing the camera (camera frame: x right, y down, z forward), metres
+STANDING = np.array([
+    [0, 0, 0], [-0.13, 0, 0], [-0.13, 0.45, 0.02], [-0.13, 0.88, 0.05], [0.13, 0, 0], [0.13, 0.45, 0.02],
+    [0.13, 0.88, 0.05], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.75, 0],
+    [0.18, -0.5, 0], [0.22, -0.22, 0], [0.24, 0.03, -0.03], [-0.18, -0.5, 0], [-0.22, -0.22, 0],
+    [-0.24, 0.03, -0.03]])
+
+
+def project(pose_rel, root):
+    cam = pose_rel + root
+    return np.stack([K[0, 0] * cam[..., 0] / cam[..., 2] + K[0, 2],
+                     K[1, 1] * cam[..., 1] / cam[..., 2] + K[1, 2]], -1)
+
+
+@pytest.mark.parametrize("name", ["frame", "temporal"])
+def test_shipped_weights_lift_standing_person(name):
+    wdir = WEIGHTS_DIR / name
+    for f in ("config.json", "model.pt", "gmm.npz", "calibration.json"):
+        assert (wdir / f).is_file(), f"shipped weights incomplete: {wdir / f}"
+    lifter = Lifter(wdir, steps=5, n_hyp=5, seed=0)
+    root = np.array([0.2, 0.1, 3.5])
+    px = project(STANDING, root)[None]
+    r = lifter.lift(px, np.full((1, 17), 0.9), K)
+    for arr in (r.positions, r.covariance, r.hypotheses, r.root, r.root_cov):
+        assert np.isfinite(arr).all()
+    assert r.hypotheses.shape == (1, 5, 17, 3)
+    assert np.all(np.linalg.eigvalsh(r.covariance) > 0)
+    # a plausible reconstruction: root depth within 25 %, pose error below 15 cm
+    assert abs(r.root[0, 2] - 3.5) < 0.25 * 3.5
+    assert np.linalg.norm(r.positions_rel[0] - STANDING, axis=-1).mean() < 0.15
+    # the absolute covariance includes the root uncertainty
+    assert np.all(np.diagonal(r.covariance - r.covariance_rel, axis1=-2, axis2=-1) >= 0)
+
+
+def test_baseline_weights_load():
+    import torch
+    from diffpose_ros.lifter.baseline import load_baseline
+    m = load_baseline(WEIGHTS_DIR / "baseline")
+    kp = np.concatenate([project(STANDING, np.array([0, 0, 3.0])), np.full((17, 1), 0.9)], -1)
+    kp[:, 0] = (kp[:, 0] - K[0, 2]) / K[0, 0]
+    kp[:, 1] = (kp[:, 1] - K[1, 2]) / K[1, 1]
+    with torch.no_grad():
+        out = m(torch.tensor(kp[None], dtype=torch.float32)).numpy()
+    assert np.isfinite(out).all() and np.linalg.norm(out[0] - STANDING, axis=-1).mean() < 0.15
+
+
+def test_lifter_runner_and_errors():
+    calls = []
+
+    def runner(kp, noise, u):
+        calls.append((kp.shape, noise.shape, u.shape))
+        n = kp.shape[0]
+        hyps = np.repeat(STANDING[None, None], noise.shape[1], 1).repeat(n, 0)
+        return STANDING[None].repeat(n, 0), np.broadcast_to(np.eye(3) * 1e-3, (n, 17, 3, 3)), hyps
+
+    lifter = Lifter(WEIGHTS_DIR / "frame", n_hyp=3, runner=runner)
+    root = np.array([-0.3, 0.2, 4.0])
+    r = lifter.lift(project(STANDING, root)[None].repeat(2, 0), np.full((2, 17), 0.8), K)
+    assert calls[0] == ((2, 17, 3), (2, 3, 17, 3), (2, 3))
+    np.testing.assert_allclose(r.root, np.stack([root, root]), atol=1e-6)  # exact pose -> exact root
+    np.testing.assert_allclose(r.positions, np.broadcast_to(STANDING + root, (2, 17, 3)), atol=1e-6)
+    assert len(lifter.lift(np.zeros((0, 17, 2)), np.zeros((0, 17)), K)) == 0
+    with pytest.raises(ValueError, match="keypoints_px"):
+        lifter.lift(np.zeros((1, 16, 2)), np.zeros((1, 16)), K)
+    with pytest.raises(ValueError, match="NaN"):
+        lifter.lift(np.full((1, 17, 2), np.nan), np.ones((1, 17)), K)
+    with pytest.raises(ValueError, match="K"):
+        lifter.lift(np.zeros((1, 17, 2)), np.ones((1, 17)), np.eye(2))
+    bad = Lifter(WEIGHTS_DIR / "frame", n_hyp=3,
+                 runner=lambda kp, n, u: (np.full((len(kp), 17, 3), np.nan),) * 3)
+    with pytest.raises(RuntimeError, match="NaN"):
+        bad.lift(project(STANDING, root)[None], np.ones((1, 17)), K)
+
+
+def test_temporal_ring_buffer():
+    seen = []
+
+    def runner(kp, noise, u):
+        seen.append(kp.copy())
+        n = kp.shape[0]
+        return (STANDING[None].repeat(n, 0), np.broadcast_to(np.eye(3) * 1e-3, (n, 17, 3, 3)),
+                np.repeat(STANDING[None, None], noise.shape[1], 1).repeat(n, 0))
+
+    lifter = Lifter(WEIGHTS_DIR / "temporal", n_hyp=2, runner=runner, forget_after=3)
+    T = lifter.window
+    px = project(STANDING, np.array([0, 0, 3.0]))
+    lifter.lift(px[None], np.full((1, 17), 0.5), K, track_ids=[7])
+    assert seen[-1].shape == (1, T, 17, 3) and np.all(seen[-1][0] == seen[-1][0, -1])  # replicate pad
+    lifter.lift(px[None] + 10, np.full((1, 17), 0.6), K, track_ids=[7])
+    w = seen[-1][0]
+    assert np.allclose(w[-1, :, 2], 0.6) and np.allclose(w[:-1, :, 2], 0.5)  # newest last
+    for _ in range(3):
+        lifter.lift(px[None], np.full((1, 17), 0.7), K, track_ids=[8])
+    assert 7 not in lifter._buffers  # forgotten after 3 calls unseen
+    lifter.lift(px[None], np.full((1, 17), 0.9), K)  # no ids: independent frame
+    assert np.allclose(seen[-1][0, :, :, 2], 0.9)
+    with pytest.raises(ValueError, match="duplicate"):
+        lifter.lift(px[None].repeat(2, 0), np.ones((2, 17)), K, track_ids=[1, 1])
+
+
+def _write_input(path, **over):
+    F = 4
+    root = np.array([0.1, 0.0, 3.0])
+    data = {"keypoints": np.stack([project(STANDING, root + [0.02 * f, 0, 0]) for f in range(F)]),
+            "scores": np.full((F, 17), 0.9), "K": K}
+    data.update(over)
+    data = {k: v for k, v in data.items() if v is not None}
+    np.savez(path, **data)
+    return F
+
+
+@pytest.mark.parametrize("name", ["frame", "temporal"])
+def test_lift_tool(tmp_path, name):
+    inp, out = tmp_path / "in.npz", tmp_path / "out.npz"
+    F = _write_input(inp)
+    assert lift_tool.main([str(inp), str(out), "--weights", str(WEIGHTS_DIR / name), "--n-hyp", "4",
+                           "--threads", "1"]) == 0
+    with np.load(out) as z:
+        assert z["poses3d"].shape == (F, 17, 3) and z["covariance"].shape == (F, 17, 3, 3)
+        assert z["hypotheses"].shape == (F, 4, 17, 3) and z["poses3d_root_relative"].shape == (F, 17, 3)
+        assert np.isfinite(z["poses3d"]).all() and np.isfinite(z["covariance"]).all()
+        assert np.all(np.abs(z["poses3d"][:, 0, 2] - 3.0) < 0.75)
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"scores": None}, "missing key 'scores'"),
+    ({"K": None}, "missing key 'K'"),
+    ({"keypoints": np.zeros((4, 16, 2))}, "'keypoints' must have shape"),
+    ({"scores": np.full((4, 17), np.nan)}, "'scores' contains NaN"),
+    ({"K": np.eye(4)}, "'K' must have shape"),
+    ({"track_ids": np.zeros(3)}, "'track_ids' must have shape"),
+    ({"format": np.array("openpose")}, "'format'"),
+])
+def test_lift_tool_bad_input(tmp_path, capsys, over, msg):
+    inp, out = tmp_path / "in.npz", tmp_path / "out.npz"
+    _write_input(inp, **over)
+    assert lift_tool.main([str(inp), str(out)]) != 0
+    assert msg in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_lift_tool_missing_file(tmp_path, capsys):
+    assert lift_tool.main([str(tmp_path / "nope.npz"), str(tmp_path / "o.npz")]) != 0
+    assert "not found" in capsys.readouterr().err
