@@ -229,3 +229,26 @@ def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
     assert "cannot start" in text
     expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx"}[fault]
     assert expected in text, text
+
+
+def test_sigterm_and_restart_reuses_the_exported_sampler(ros, ros_env, tmp_path):
+    """SIGTERM stops the node cleanly within 2 s; a restarted node reuses the ONNX export
+    (the engine-cache path for TensorRT is the same load_or_export decision plus its own cache)."""
+    import shutil
+    import signal
+    bundle = tmp_path / "frame"
+    shutil.copytree(WEIGHTS_DIR / "frame", bundle, ignore=shutil.ignore_patterns("*.onnx"))
+    logs = []
+    for run in range(2):
+        node = NodeHarness(ros_env, tmp_path / f"node{run}.log", params=[f"lifter_weights:={bundle}"],
+                           name=f"pose_node_restart{run}")
+        node.node.destroy_node()
+        t0 = time.monotonic()
+        node.proc.send_signal(signal.SIGTERM)
+        code = node.proc.wait(timeout=5)
+        took = time.monotonic() - t0
+        assert code == 0, f"exit code {code}:\n{node.log()[-2000:]}"
+        assert took < 2.0, f"clean shutdown on SIGTERM within 2 s, took {took:.2f} s"
+        logs.append(node.log())
+    assert "exporting ONNX sampler" in logs[0]
+    assert "exporting ONNX sampler" not in logs[1] and "sampler_s5_n5.onnx" in logs[1]

@@ -173,6 +173,8 @@ class PoseNode(Node):
                 return SetParametersResult(successful=False, reason=error)
         with self._cond:
             for param in params:
+                if param.name not in PARAMETERS:
+                    continue
                 self.p[param.name] = param.value
                 if param.name in ("diffusion_steps", "num_hypotheses"):
                     self._rebuild = True
@@ -261,8 +263,10 @@ class PoseNode(Node):
                 self._slot = None
                 rebuild, self._rebuild = self._rebuild, False
             try:
-                if rebuild:
-                    self.pipeline = self._make_pipeline()
+                if rebuild:   # new steps/N: a new lifter and backend; the tracker (and ids) carry on
+                    fresh = self._make_pipeline()
+                    fresh.tracker = self.pipeline.tracker
+                    self.pipeline = fresh
                 self._process(msg, received)
             except Exception as err:  # one bad frame must never kill the node
                 if not self.context.ok():     # shutting down: the publishers are gone
