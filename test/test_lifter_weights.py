@@ -152,3 +152,39 @@ def test_lift_tool_bad_input(tmp_path, capsys, over, msg):
 def test_lift_tool_missing_file(tmp_path, capsys):
     assert lift_tool.main([str(tmp_path / "nope.npz"), str(tmp_path / "o.npz")]) != 0
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"keypoints": np.full((4, 17, 2), np.inf)}, "'keypoints'"),
+    ({"keypoints": np.zeros((0, 17, 2)), "scores": np.zeros((0, 17))}, "empty"),
+])
+def test_lift_tool_infinite_and_empty_input(tmp_path, capsys, over, msg):
+    inp, out = tmp_path / "in.npz", tmp_path / "out.npz"
+    _write_input(inp, **over)
+    assert lift_tool.main([str(inp), str(out)]) != 0
+    assert msg in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_lift_tool_truncated_file(tmp_path, capsys):
+    inp, out = tmp_path / "in.npz", tmp_path / "out.npz"
+    _write_input(inp)
+    inp.write_bytes(inp.read_bytes()[:200])
+    assert lift_tool.main([str(inp), "-o", str(out)]) != 0
+    assert "in.npz" in capsys.readouterr().err and not out.exists()
+
+
+def test_detect_then_lift_on_shared_photos(tmp_path):
+    """The offline chain a user runs: diffpose-detect on the shared photos -> diffpose-lift, with
+    the torch and the ONNX Runtime sampler giving the same poses."""
+    from diffpose_ros.paths import IMAGES_DIR
+    from diffpose_ros.tools import detect as detect_tool
+    det, out_t, out_o = tmp_path / "det.npz", tmp_path / "t.npz", tmp_path / "o.npz"
+    assert detect_tool.main([str(IMAGES_DIR / "basketball1.png"), str(IMAGES_DIR / "basketball2.png"),
+                             "-o", str(det), "--fov", "60"]) == 0
+    assert lift_tool.main([str(det), "-o", str(out_t), "--threads", "1"]) == 0
+    assert lift_tool.main([str(det), "-o", str(out_o), "--backend", "onnxruntime", "--threads", "1"]) == 0
+    with np.load(det) as d, np.load(out_t) as t, np.load(out_o) as o:
+        assert t["poses3d"].shape == (len(d["keypoints"]), 17, 3) and len(d["keypoints"]) >= 2
+        assert np.isfinite(t["poses3d"]).all() and (t["poses3d"][..., 2] > 0.3).all()
+        np.testing.assert_allclose(o["poses3d"], t["poses3d"], atol=1e-4)

@@ -47,6 +47,8 @@ def read_input(path: Path):
     if kp.ndim != 3 or kp.shape[1:] != (17, 2):
         raise InputError(f"key 'keypoints' must have shape (F, 17, 2), got {kp.shape}")
     F = kp.shape[0]
+    if F == 0:
+        raise InputError("key 'keypoints' is empty (0 frames): nothing to lift")
     if sc.shape != (F, 17):
         raise InputError(f"key 'scores' must have shape ({F}, 17), got {sc.shape}")
     if K.shape != (3, 3):
