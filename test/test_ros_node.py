@@ -252,3 +252,22 @@ def test_sigterm_and_restart_reuses_the_exported_sampler(ros, ros_env, tmp_path)
         logs.append(node.log())
     assert "exporting ONNX sampler" in logs[0]
     assert "exporting ONNX sampler" not in logs[1] and "sampler_s5_n5.onnx" in logs[1]
+
+
+def test_camera_info_missing_or_of_another_size(ros, ros_env, tmp_path):
+    node = NodeHarness(ros_env, tmp_path / "node.log", name="pose_node_no_info")
+    try:
+        img = load_image("basketball1.png")
+        node.send(image_msg(img, sec=10))               # no CameraInfo yet: waits, then a FOV guess
+        time.sleep(0.8)
+        node.send(image_msg(img, sec=11))
+        check_people(node.pose_for(11), img)
+        assert "no CameraInfo" in node.log()
+        node.send_info(1280, 960)                       # calibrated at twice the resolution
+        time.sleep(0.3)
+        node.send(image_msg(img, sec=12))
+        check_people(node.pose_for(12), img)
+        counters = node.counters()
+        assert int(counters["camera_info_size_mismatch"]) >= 1 and "scaling K" in node.log()
+    finally:
+        assert node.close() == 0
