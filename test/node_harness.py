@@ -57,9 +57,14 @@ class NodeHarness:
         self.pub_image = self.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
         self.pub_compressed = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera/camera_info", 10)
-        pub = self.pub_compressed if compressed else self.pub_image
-        self.spin_until(lambda: pub.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0,
-                        timeout=90, what="the node to subscribe")
+        image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
+        self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera/camera_info")
+                        and self.diagnostics, timeout=90, what=f"node {name} to subscribe and spin")
+        time.sleep(0.2)   # let our publishers match the subscriptions the graph just showed
+
+    def _subscribed(self, topic: str) -> bool:
+        """This harness's node (by name, not any other node of the test module) subscribes to topic."""
+        return any(info.node_name == self.name for info in self.node.get_subscriptions_info_by_topic(topic))
 
     def _on_diagnostics(self, msg):
         if msg.status and msg.status[0].name == f"diffpose_ros: /{self.name}":   # ours, not another node's
@@ -86,7 +91,11 @@ class NodeHarness:
         if K is not None:
             info.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
         self.pub_info.publish(info)
-        rclpy.spin_once(self.node, timeout_sec=0.05)
+        # CameraInfo and Image are separate topics with no ordering between them: give the node
+        # time to take the info before the test's next image
+        t_end = time.monotonic() + 0.2
+        while time.monotonic() < t_end:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
 
     def send(self, msg):
         (self.pub_compressed if isinstance(msg, CompressedImage) else self.pub_image).publish(msg)
