@@ -4,33 +4,24 @@ Every test session gets its own ROS_DOMAIN_ID, discovery limited to localhost an
 profile with a large shared-memory segment (config/fastdds.xml). The variables are set before
 anything initialises rclpy, and subprocesses inherit them.
 """
-import os
-import random
 import sys
 from pathlib import Path
 
 import pytest
 
+from diffpose_ros.tools.demo import ros_environment
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _isolate_dds():
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
-    profile = str(REPO / "config" / "fastdds.xml")
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
-
-
-_isolate_dds()
+# the same settings as the tools (diffpose-demo, -soak, -bench-node) use
+ros_environment()
 
 
 @pytest.fixture(scope="session")
 def ros_env():
     """Environment for ROS subprocesses: the session's isolated DDS settings."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return ros_environment()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ a pinhole guess from `hfov_deg` (the photos came without calibration).
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import cv2

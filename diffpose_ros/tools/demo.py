@@ -22,15 +22,14 @@ from diffpose_ros.paths import REPO_DIR
 
 
 def ros_environment() -> dict:
-    """Localhost-only DDS with the large shared-memory profile, a domain of our own."""
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    profile = str(REPO_DIR / "config" / "fastdds.xml")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", profile)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    """Localhost-only DDS with the large shared-memory profile, a domain of our own (kept if
+    ROS_DOMAIN_ID is set). Applied to this process too, before it initialises rclpy; the
+    returned copy is for child processes."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"   # Kilted ignores ROS_LOCALHOST_ONLY
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_DIR / "config" / "fastdds.xml"))
+    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def _spawn(cmd, env, log_path: Path):
@@ -123,8 +122,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     env = ros_environment()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
