@@ -118,8 +118,9 @@ class PosePipeline:
         from .detector.coco_to_h36m import coco_to_h36m
         cfg = self.config
         t0 = time.perf_counter()
-        detections = [d for d in self.detector.detect(image) if d.score >= cfg.score_threshold]
-        detections = sorted(detections, key=lambda d: -d.score)[: cfg.max_people]
+        # the detector applies the threshold itself, so a run-time change (lower too) takes effect
+        self.detector.score_threshold = cfg.score_threshold
+        detections = sorted(self.detector.detect(image), key=lambda d: -d.score)[: cfg.max_people]
         tracks = self.tracker.update(detections, stamp_s)
         removed = list(self.tracker.removed_ids())
         t1 = time.perf_counter()

@@ -13,9 +13,9 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from diffpose_ros.people import Person3D
+from diffpose_ros.render import CHI2_3DOF_90   # ellipsoids drawn at the 90 % level
 from diffpose_ros.skeleton import H36M_BONES, NUM_JOINTS
 
-CHI2_3DOF_90 = 6.251388631170325   # ellipsoids drawn at the 90 % level
 ID_BONES, ID_JOINTS, ID_ELLIPSOID0 = 0, 1, 10
 ELLIPSOID_IDS = range(ID_ELLIPSOID0, ID_ELLIPSOID0 + NUM_JOINTS)
 
