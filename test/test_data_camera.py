@@ -56,7 +56,7 @@ def test_virtual_cameras_within_ranges():
         w, h = cam.image_size
         assert (int(w), int(h)) in cfg.image_sizes
         hfov = np.degrees(2 * np.arctan(w / (2 * cam.K[0, 0])))
-        assert 50 - 1e-6 <= hfov <= 110 + 1e-6
+        assert cfg.hfov_range[0] - 1e-6 <= hfov <= cfg.hfov_range[1] + 1e-6
         assert abs(cam.K[0, 2] - w / 2) < 0.1 * w and abs(cam.K[1, 2] - h / 2) < 0.1 * h
         # roll is small: the camera x axis stays nearly horizontal
         assert abs(np.degrees(np.arcsin(cam.R[0, 1]))) < 6.0

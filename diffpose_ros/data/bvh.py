@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
+# "cmu": the CMU ASF length unit, (1/0.45) inch, kept by the cgspeed MotionBuilder-friendly BVHs
+UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254, "cmu": 0.0254 / 0.45}
 _AXES = {"X": 0, "Y": 1, "Z": 2}
 
 
@@ -231,14 +232,27 @@ def _axis_rotations(axis, angles_rad):
     return np.stack(m, axis=-1).reshape(*c.shape, 3, 3)
 
 
-def local_transforms(bvh: BVH, position_channels: str = "replace"):
-    """Per-joint local rotation (F, J, 3, 3) and translation (F, J, 3), file units."""
+def with_ancestors(bvh: BVH, joints) -> list[int]:
+    """Sorted indices of the given joints and all their ancestors (what FK needs to place them)."""
+    keep = set()
+    for j in joints:
+        while j >= 0 and j not in keep:
+            keep.add(j)
+            j = bvh.parents[j]
+    return sorted(keep)
+
+
+def local_transforms(bvh: BVH, position_channels: str = "replace", joints=None):
+    """Per-joint local rotation (F, J, 3, 3) and translation (F, J, 3), file units.
+    `joints`: only these joint indices are filled (the others stay identity / OFFSET)."""
     if position_channels not in ("replace", "add"):
         raise ValueError(f"position_channels must be 'replace' or 'add', got {position_channels!r}")
     F, J = bvh.num_frames, len(bvh.names)
     rot = np.broadcast_to(np.eye(3), (F, J, 3, 3)).copy()
     trans = np.broadcast_to(bvh.offsets, (F, J, 3)).copy()
-    for j, chans in enumerate(bvh.channels):
+    todo = range(J) if joints is None else joints
+    for j in todo:
+        chans = bvh.channels[j]
         pos_seen = False
         for k, ch in enumerate(chans):
             col = bvh.motion[:, bvh.channel_start[j] + k]
@@ -253,13 +267,19 @@ def local_transforms(bvh: BVH, position_channels: str = "replace"):
     return rot, trans
 
 
-def forward_kinematics(bvh: BVH, unit_scale: float = 1.0, position_channels: str = "replace"):
-    """World positions (F, J, 3) of every joint (End Sites included), times unit_scale."""
-    rot, trans = local_transforms(bvh, position_channels)
+def forward_kinematics(bvh: BVH, unit_scale: float = 1.0, position_channels: str = "replace", joints=None):
+    """World positions (F, J, 3) of every joint (End Sites included), times unit_scale.
+
+    `joints` (indices): compute only these and their ancestors (a 142-joint face-and-finger rig
+    needs ~25 of them for a body skeleton); the other joints are NaN.
+    """
+    todo = range(len(bvh.names)) if joints is None else with_ancestors(bvh, joints)
+    rot, trans = local_transforms(bvh, position_channels, todo)
     F, J = bvh.num_frames, len(bvh.names)
     g_rot = np.empty_like(rot)
-    g_pos = np.empty((F, J, 3))
-    for j, p in enumerate(bvh.parents):   # file order is topological
+    g_pos = np.full((F, J, 3), np.nan)
+    for j in todo:                        # file order is topological
+        p = bvh.parents[j]
         if p < 0:
             g_rot[:, j] = rot[:, j]
             g_pos[:, j] = trans[:, j]

@@ -40,6 +40,10 @@ MIN_ROOT_DEPTH = 0.3
 MIN_VISIBLE_JOINTS = 8
 MAX_NORM_COORD = 10.0          # |x/z|, |y/z| bound for clean coordinates of joints behind the camera
 
+# the fixed-camera path keeps the camera ranges the shipped weights were trained with; the
+# generator (data/generator.py) uses CameraConfig's wider defaults
+LEGACY_CAMERA = CameraConfig(height_range=(0.3, 2.0), hfov_range=(50.0, 110.0), offcentre=0.6)
+
 ARRAY_KEYS = ("keypoints", "keypoints_clean", "conf", "visible", "keypoints_px", "pose3d", "root",
               "K", "image_size", "clip", "seq", "frame")
 
@@ -90,7 +94,7 @@ def _load_worker(args):
 
 def make_sequence(pose_world, floor, frames, rng, noise: NoiseConfig | None, cam_cfg: CameraConfig | None = None):
     """Samples of one sequence (camera fixed over the clip) for the given frame indices; dict of arrays."""
-    cam = sample_camera(rng, pose_world[:, ROOT], floor, cam_cfg)
+    cam = sample_camera(rng, pose_world[:, ROOT], floor, cam_cfg or LEGACY_CAMERA)
     p_cam = cam.to_camera(pose_world[frames].astype(np.float64))               # (N,17,3)
     px = camera.project(p_cam, cam.K)
     front = camera.in_front(p_cam)
@@ -151,7 +155,7 @@ def load_pairs(split: str, stride: int = 5, cameras_per_clip: int = 2, noise: No
     if not clips:
         raise ValueError(f"no clips for split {split!r} in {mocap_dir}")
     noise = noise or NoiseConfig()
-    cam_cfg = camera_config or CameraConfig()
+    cam_cfg = camera_config or LEGACY_CAMERA
     cache_file = dataset_cache_file(split, clips, stride, cameras_per_clip, noise, cam_cfg, mocap_dir,
                                     skeleton_map, seed) if cache else None
     if cache_file is not None and cache_file.exists():

@@ -106,6 +106,20 @@ def _load_dict(path, key):
         return z[key].item()
 
 
+def load_positions_3d(path) -> dict:
+    """{subject: {action: (F, 17, 3) float64}} world metres (Z up, 50 fps) from data_3d_h36m.npz."""
+    pos3d = _load_dict(path, "positions_3d")
+    out = {}
+    for subject, actions in pos3d.items():
+        out[subject] = {}
+        for action, world in actions.items():
+            world = np.asarray(world, np.float64)
+            if world.ndim != 3 or world.shape[1:] not in ((32, 3), (17, 3)):
+                raise ValueError(f"{path}: {subject}/{action}: expected (F, 32, 3) positions, got {world.shape}")
+            out[subject][action] = world[:, list(H36M_17_FROM_32)] if world.shape[1] == 32 else world
+    return out
+
+
 def load_h36m(split: str = "test", path_3d=None, path_2d=None, stride: int = 1,
               noise: NoiseConfig | None = None, seed: int = 0, subjects=None) -> dict:
     """Human3.6M samples with the same keys as dataset.load_pairs.
@@ -118,7 +132,7 @@ def load_h36m(split: str = "test", path_3d=None, path_2d=None, stride: int = 1,
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     subjects = tuple(subjects) if subjects else (TRAIN_SUBJECTS if split == "train" else TEST_SUBJECTS)
-    pos3d = _load_dict(path_3d or H36M_DIR / "data_3d_h36m.npz", "positions_3d")
+    pos3d = load_positions_3d(path_3d or H36M_DIR / "data_3d_h36m.npz")
     pos2d = _load_dict(path_2d, "positions_2d") if path_2d else None
     rng = np.random.default_rng(seed)
     parts, names = [], []
@@ -126,11 +140,7 @@ def load_h36m(split: str = "test", path_3d=None, path_2d=None, stride: int = 1,
         if subject not in pos3d:
             raise ValueError(f"subject {subject!r} not in 3D file (has {sorted(pos3d)})")
         for action in sorted(pos3d[subject]):
-            world = np.asarray(pos3d[subject][action], np.float64)
-            if world.ndim != 3 or world.shape[1:] not in ((32, 3), (17, 3)):
-                raise ValueError(f"{subject}/{action}: expected (F, 32, 3) positions, got {world.shape}")
-            if world.shape[1] == 32:
-                world = world[:, list(H36M_17_FROM_32)]
+            world = pos3d[subject][action]
             ci = len(names)
             names.append(f"{subject}/{action}")
             for cam in range(len(CAMERAS)):

@@ -9,6 +9,14 @@ A spec is one of
                                        a key "A|B" means joint A, or B if A does not exist;
   * [spec, spec, ...]                - alternatives, the first one whose joints all exist wins.
 A map resolves, for a list of joint names, to a (17, J) weight matrix W; positions map as W @ X.
+
+Optional keys:
+  * "bvh": {"units": "cm" | "m" | ..., "unit_scale": float, "position_channels": "replace" | "add"}
+    - how files of this convention are read (bvh.load_bvh); a source spec can override them;
+  * "floor_joints": [names] - foot joints (toes, heels) whose lowest point over a clip gives the
+    floor height (data/motion.py), since not every capture is floor-calibrated.
+Auto-detection (`detect_map`) picks the one shipped map whose joints all resolve; a file that fits
+no map, or several, is an error naming it (pass the map explicitly then).
 """
 from __future__ import annotations
 
@@ -51,6 +59,12 @@ def load_map(name_or_path) -> dict:
                     raise ValueError(f"{path}: weights for {h!r} must sum to 1, got {sum(alt.values())}")
             elif not isinstance(alt, str):
                 raise ValueError(f"{path}: bad spec for {h!r}: {alt!r}")
+    bvh = data.setdefault("bvh", {})
+    if not isinstance(bvh, dict) or set(bvh) - {"units", "unit_scale", "position_channels"}:
+        raise ValueError(f"{path}: 'bvh' must be an object with units / unit_scale / position_channels, got {bvh!r}")
+    floor = data.setdefault("floor_joints", [])
+    if not isinstance(floor, list) or not all(isinstance(n, str) for n in floor):
+        raise ValueError(f"{path}: 'floor_joints' must be a list of joint names")
     data.setdefault("name", path.stem)
     data["path"] = str(path)
     return data
@@ -89,16 +103,32 @@ def map_weights(joint_names, skel_map) -> np.ndarray:
     return W
 
 
-def detect_map(joint_names) -> str:
-    """Name of the first shipped map whose joints all exist among joint_names."""
+def detect_map(joint_names, source: str = "") -> str:
+    """Name of the one shipped map whose joints all exist among joint_names (`source`, e.g. the
+    file, only labels the error)."""
+    fits = []
     for name in available_maps():
         try:
             map_weights(joint_names, load_map(name))
-            return name
+            fits.append(name)
         except ValueError:
             continue
-    raise ValueError(f"unknown skeleton convention (no map in {available_maps()} fits); "
-                     f"joint names found: {list(joint_names)}")
+    where = f"{source}: " if source else ""
+    if not fits:
+        raise ValueError(f"{where}unknown skeleton convention (no map in {available_maps()} fits); "
+                         f"joint names found: {list(joint_names)}")
+    if len(fits) > 1:
+        raise ValueError(f"{where}ambiguous skeleton convention: maps {fits} all fit; name one explicitly")
+    return fits[0]
+
+
+def floor_joint_indices(joint_names, skel_map) -> list[int]:
+    """Indices of the map's floor joints present in joint_names (all joints if it names none)."""
+    if isinstance(skel_map, (str, Path)):
+        skel_map = load_map(skel_map)
+    index = {n: i for i, n in enumerate(joint_names)}
+    found = [index[n] for n in skel_map.get("floor_joints", []) if n in index]
+    return found or list(range(len(joint_names)))
 
 
 def to_h36m(positions, joint_names, skel_map) -> np.ndarray:

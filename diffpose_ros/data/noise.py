@@ -80,59 +80,94 @@ class NoiseConfig:
 
 def person_scale(kp_px, valid):
     """sqrt(bbox area) (N,) of the valid keypoints of each sample, and the bbox (N, 4)."""
-    big = np.where(valid[..., None], kp_px, np.nan)
-    lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+    v = valid[..., None]
+    lo = np.where(v, kp_px, np.inf).min(axis=1)
+    hi = np.where(v, kp_px, -np.inf).max(axis=1)
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi), hi, 1.0)
     wh = np.maximum(hi - lo, 1.0)
     return np.sqrt(wh[:, 0] * wh[:, 1]), np.concatenate([lo, hi], axis=1)
 
 
-def _ar1(rng, shape, rho):
-    """Standard-normal samples along axis 0 with lag-1 correlation rho (stationary AR(1))."""
+def _ar1(rng, shape, rho, axis=0):
+    """Standard-normal samples with lag-1 correlation rho along `axis` (stationary AR(1))."""
     white = rng.normal(size=shape)
-    if rho <= 0 or shape[0] < 2:
+    if rho <= 0 or shape[axis] < 2:
         return white
-    from scipy.signal import lfilter
     c = np.sqrt(1 - rho ** 2)
-    # y[i] = rho * y[i-1] + c * x[i], started at y[0] = x[0] so the process is stationary
-    zi = ((1 - c) * white[0])[None]
-    out, _ = lfilter([c], [1.0, -rho], white, axis=0, zi=zi)
-    return out
+    # y[0] = x[0], y[i] = rho * y[i-1] + c * x[i]: unit variance at every step (stationary);
+    # a loop over the (short) time axis beats a general IIR filter on strided windows
+    out = np.moveaxis(white, axis, 0)
+    for i in range(1, out.shape[0]):
+        out[i] = rho * out[i - 1] + c * out[i]
+    return white
 
 
 def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, cfg: NoiseConfig | None = None,
                 sequential: bool = False):
-    """kp_px (N,17,2) clean pixels, visible/in_front (N,17) bool, image_size (N,2) or (2,).
-    sequential: the N samples are consecutive frames of one sequence (see step 7).
+    """Detector-like noise on clean pixels; see the module docstring.
 
-    Returns (noisy px (N,17,2), conf (N,17), error px (N,17), scale (N,)).
+    kp_px (N,17,2) clean pixels with visible / in_front (N,17) bool and image_size (N,2) or (2,);
+    or temporal windows: kp_px (N,T,17,2), visible / in_front (N,T,17), image_size (N,2) / (N,T,2)
+    / (2,), each window one person seen by one camera, oldest frame first: the AR(1) processes of
+    step 7 then run along T inside every window (independent windows), and the per-person
+    confidence calibration is one draw per window.
+    sequential: (N,17,2) input whose N samples are consecutive frames of ONE sequence.
+
+    Returns (noisy px, conf, error px, scale) shaped like the input: (N[,T],17,2), (N[,T],17),
+    (N[,T],17), (N[,T]).
     """
     cfg = cfg or NoiseConfig()
     kp = np.asarray(kp_px, np.float64)
-    N, J, _ = kp.shape
-    visible = np.asarray(visible, bool)
-    size = np.broadcast_to(np.asarray(image_size, np.float64), (N, 2))
-    s, box = person_scale(kp, np.asarray(in_front, bool))
+    if kp.ndim not in (3, 4) or kp.shape[-2:] != (len(H36M_JOINTS), 2):
+        raise ValueError(f"kp_px must be (N,17,2) or (N,T,17,2), got {kp.shape}")
+    lead = kp.shape[:-2]
+    # groups (G, T) along which the temporal processes run
+    if kp.ndim == 4:
+        G, T = lead
+    elif sequential:
+        G, T = 1, lead[0]
+    else:
+        G, T = lead[0], 1
+    J = kp.shape[-2]
+    N = G * T
+    kp = kp.reshape(N, J, 2)
+    visible = np.asarray(visible, bool).reshape(N, J)
+    in_front = np.asarray(in_front, bool).reshape(N, J)
+    size = np.asarray(image_size, np.float64)
+    if size.ndim == 2 and np.ndim(kp_px) == 4 and size.shape[0] == G:      # one size per window
+        size = np.repeat(size, T, axis=0)
+    size = np.broadcast_to(size.reshape(-1, 2), (N, 2))
+    s, box = person_scale(kp, in_front)
     k = 2 * H36M_OKS_SIGMAS[None, :] * s[:, None]                       # (N, J)
-    if not cfg.enabled:
-        conf = visible.astype(np.float64)
-        return kp.copy(), conf, np.zeros((N, J)), s
 
-    rho = cfg.temporal_corr if sequential else 0.0
-    d = np.clip(np.exp(cfg.difficulty_sigma * _ar1(rng, (N,), rho)), *cfg.difficulty_range)
-    noisy = kp + _ar1(rng, (N, J, 2), rho) * (cfg.base_std * d[:, None, None] * k[..., None])
+    def shaped(noisy, conf, err, s):
+        return (noisy.reshape(*lead, J, 2), conf.reshape(*lead, J), err.reshape(*lead, J), s.reshape(lead))
+
+    if not cfg.enabled:
+        return shaped(kp.copy(), visible.astype(np.float64), np.zeros((N, J)), s)
+
+    rho = cfg.temporal_corr if T > 1 else 0.0
+    d = np.clip(np.exp(cfg.difficulty_sigma * _ar1(rng, (G, T), rho, axis=1)), *cfg.difficulty_range).reshape(N)
+    noisy = kp + _ar1(rng, (G, T, J, 2), rho, axis=1).reshape(N, J, 2) * (cfg.base_std * d[:, None, None] * k[..., None])
 
     gross = np.zeros((N, J), bool)
-    # left/right swap of one limb
-    for n in np.flatnonzero(rng.random(N) < cfg.p_swap):
-        limb = SWAP_LIMBS[rng.integers(len(SWAP_LIMBS))]
-        if rng.random() < 0.5:
-            limb = tuple(H36M_FLIP[j] for j in limb)
-        idx = np.array(limb + tuple(H36M_FLIP[j] for j in limb))
-        src = np.array(tuple(H36M_FLIP[j] for j in limb) + limb)
-        noisy[n, idx] = kp[n, src] + (noisy[n, idx] - kp[n, idx])
-        gross[n, idx] = True
+    # left/right swap of one limb (vectorised over the swapped samples)
+    swap_n = np.flatnonzero(rng.random(N) < cfg.p_swap)
+    if len(swap_n):
+        limb_i = rng.integers(len(SWAP_LIMBS), size=len(swap_n))
+        flip_side = rng.random(len(swap_n)) < 0.5
+        for li, limb in enumerate(SWAP_LIMBS):
+            for side in (False, True):
+                rows = swap_n[(limb_i == li) & (flip_side == side)]
+                if not len(rows):
+                    continue
+                lb = tuple(H36M_FLIP[j] for j in limb) if side else limb
+                idx = np.array(lb + tuple(H36M_FLIP[j] for j in lb))
+                src = np.array(tuple(H36M_FLIP[j] for j in lb) + lb)
+                r = rows[:, None]
+                noisy[r, idx] = kp[r, src] + (noisy[r, idx] - kp[r, idx])
+                gross[r, idx] = True
     # a joint placed on another joint (wrong limb)
     wrong = rng.random((N, J)) < cfg.p_wrong_limb
     if wrong.any():
@@ -143,20 +178,23 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
 
     # missed joints: the detector answers somewhere in (an enlarged) person box
     missed = (rng.random((N, J)) < cfg.p_miss * d[:, None]) | ~visible
-    if missed.any():
-        centre = (box[:, :2] + box[:, 2:]) / 2
-        half = (box[:, 2:] - box[:, :2]) / 2 * cfg.miss_box_scale
-        rand = centre[:, None] + rng.uniform(-1, 1, (N, J, 2)) * half[:, None]
-        noisy = np.where(missed[..., None], rand, noisy)
+    m_n, m_j = np.nonzero(missed)
+    if len(m_n):
+        centre = (box[m_n, :2] + box[m_n, 2:]) / 2
+        half = (box[m_n, 2:] - box[m_n, :2]) / 2 * cfg.miss_box_scale
+        noisy[m_n, m_j] = centre + rng.uniform(-1, 1, (len(m_n), 2)) * half
     # out-of-image answers are clamped into the image
     noisy = np.clip(noisy, 0.0, size[:, None, :] - 1.0)
 
     err = np.linalg.norm(noisy - kp, axis=-1)
     err = np.where(in_front, err, np.nan_to_num(err, nan=0.0))
-    conf = np.exp(-err ** 2 / (2 * k ** 2)) ** cfg.conf_gamma
-    conf *= rng.uniform(*cfg.conf_scale_range, N)[:, None]
+    conf = np.exp(-err ** 2 / (2 * k ** 2))
+    if cfg.conf_gamma != 1.0:
+        conf **= cfg.conf_gamma
+    conf *= np.repeat(rng.uniform(*cfg.conf_scale_range, G), T)[:, None]
     conf += rng.normal(0, cfg.conf_noise, (N, J))
-    conf = np.where(gross, rng.uniform(*cfg.swap_conf, (N, J)), conf)
-    conf = np.where(missed, rng.uniform(0, cfg.miss_conf_max, (N, J)), conf)
+    g_n, g_j = np.nonzero(gross)
+    conf[g_n, g_j] = rng.uniform(*cfg.swap_conf, len(g_n))
+    conf[m_n, m_j] = rng.uniform(0, cfg.miss_conf_max, len(m_n))
     conf = np.clip(conf, 0.0, 1.0)
-    return noisy, conf, err, s
+    return shaped(noisy, conf, err, s)

@@ -30,7 +30,6 @@ def main(argv=None):
 
     from diffpose_ros.data import dataset
     from diffpose_ros.data.noise import NoiseConfig
-    from diffpose_ros.data.virtual_camera import CameraConfig
 
     summary = {"mocap_dir": args.mocap_dir, "stride": args.stride, "cameras_per_clip": args.cameras_per_clip,
                "seed": args.seed, "splits": {}}
@@ -40,7 +39,7 @@ def main(argv=None):
         if args.limit_clips is not None:
             clips = clips[:args.limit_clips]
         cache_file = dataset.dataset_cache_file(split, clips, args.stride, args.cameras_per_clip, NoiseConfig(),
-                                                CameraConfig(), args.mocap_dir, args.skeleton_map, args.seed)
+                                                dataset.LEGACY_CAMERA, args.mocap_dir, args.skeleton_map, args.seed)
         if args.rebuild and cache_file.exists():
             cache_file.unlink()
         t0 = time.perf_counter()
