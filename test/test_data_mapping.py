@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from diffpose_ros import paths
-from diffpose_ros.data.bvh import load_bvh
+from diffpose_ros.data.bvh import forward_kinematics, load_bvh, parse_bvh
 from diffpose_ros.data.mapping import detect_map, load_map, map_weights, to_h36m
 from diffpose_ros.skeleton import H36M_JOINTS
 
@@ -69,6 +69,12 @@ CMU_VARIANT = ("Hips", (0, 0, 0), [
 ])
 
 
+def fk(path, unit_scale=0.01):
+    b = parse_bvh(path)
+    pos, rot = forward_kinematics(b, unit_scale, return_rotations=True)
+    return pos, rot, b.names
+
+
 def check_plausible(h36m):
     """Thigh 0.35-0.55 m, head above pelvis (Y-up world) and a left/right symmetric skeleton."""
     assert h36m.shape[1:] == (17, 3)
@@ -90,9 +96,9 @@ def check_plausible(h36m):
 def test_cmu_map(tmp_path, tree, name):
     f = tmp_path / "cmu.bvh"
     f.write_text(build_bvh(tree))
-    pos, names, _, _ = load_bvh(f, units="cm")
+    pos, rot, names = fk(f)
     assert detect_map(names) == name
-    h = to_h36m(pos, names, load_map(name))
+    h = to_h36m(pos, names, load_map(name), rot)
     check_plausible(h)
     # pelvis is the hip centre, thorax the shoulder centre (as the live 2D path defines them);
     # the shoulders lie on the line through the arm roots (not the clavicles)
@@ -108,9 +114,11 @@ def test_cmu_map(tmp_path, tree, name):
 @pytest.mark.skipif(not REAL_CLIPS, reason="shared mocap data not found")
 def test_bandai_namco_map_real_file():
     clip = next(c for c in REAL_CLIPS if "_walk_" in c.name)
-    pos, names, _, _ = load_bvh(clip, units="cm")
+    pos, rot, names = fk(clip)
     assert detect_map(names) == "bandai_namco"
-    h = to_h36m(pos, names, "bandai_namco")
+    with pytest.raises(ValueError, match="rotations"):
+        to_h36m(pos, names, "bandai_namco")
+    h = to_h36m(pos, names, "bandai_namco", rot)
     check_plausible(h)
     height = h[:, J["head"], 1] - pos[..., 1].min()
     # the head joint sits near the top of the head (~0.96 of the 1.5 m stature of this skeleton)

@@ -213,3 +213,29 @@ def mirror_world(x):
     y = np.asarray(x)[..., list(H36M_FLIP), :].copy()
     y[..., 0] *= -1
     return y
+
+
+# ------------------------------------------------------------------ reporting
+
+TABLE_BONES = ("thigh", "shin", "upper_arm", "forearm", "hip_width", "shoulder_width", "spine", "neck", "head")
+# real adults of about 1.75 m in the H36M convention (shared/docs/measured-findings.md)
+MEASURED_REAL_PEOPLE = {"thigh": 0.468, "upper_arm": 0.291, "hip_width": 0.260}
+
+
+def bone_table(bank) -> list[dict]:
+    """Per source: median bone lengths (m) scaled to a 1.75 m standing height, the source's own
+    standing height, and the reference rows. `spine` = pelvis -> thorax, `neck` = thorax ->
+    neck_nose, `head` = neck_nose -> head."""
+    rows = []
+    src = bank.meta["source"]
+    for s in bank.source_names:
+        idx = np.flatnonzero(src == s)
+        k = REFERENCE_HEIGHT / bank.stats["stature"][idx]
+        row = {"source": s, "clips": int(len(idx)), "own_height_m": round(float(np.median(bank.stats["stature"][idx])), 3)}
+        row.update({b: round(float(np.median(bank.stats[b][idx] * k)), 3) for b in TABLE_BONES})
+        rows.append(row)
+    rows.append({"source": "reference (H36M-like, data/body.REFERENCE)", "clips": None, "own_height_m": REFERENCE_HEIGHT,
+                 **{b: REFERENCE[b] for b in TABLE_BONES}})
+    rows.append({"source": "real people, 1.75 m (measured-findings.md)", "clips": None, "own_height_m": REFERENCE_HEIGHT,
+                 **{b: MEASURED_REAL_PEOPLE.get(b) for b in TABLE_BONES}})
+    return rows

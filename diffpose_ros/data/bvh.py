@@ -267,8 +267,10 @@ def local_transforms(bvh: BVH, position_channels: str = "replace", joints=None):
     return rot, trans
 
 
-def forward_kinematics(bvh: BVH, unit_scale: float = 1.0, position_channels: str = "replace", joints=None):
-    """World positions (F, J, 3) of every joint (End Sites included), times unit_scale.
+def forward_kinematics(bvh: BVH, unit_scale: float = 1.0, position_channels: str = "replace", joints=None,
+                       return_rotations: bool = False):
+    """World positions (F, J, 3) of every joint (End Sites included), times unit_scale; with
+    return_rotations also the world rotations (F, J, 3, 3) (an End Site: its parent's).
 
     `joints` (indices): compute only these and their ancestors (a 142-joint face-and-finger rig
     needs ~25 of them for a body skeleton); the other joints are NaN.
@@ -286,6 +288,8 @@ def forward_kinematics(bvh: BVH, unit_scale: float = 1.0, position_channels: str
         else:
             g_rot[:, j] = g_rot[:, p] @ rot[:, j]
             g_pos[:, j] = g_pos[:, p] + np.einsum("fij,fj->fi", g_rot[:, p], trans[:, j])
+    if return_rotations:
+        return g_pos * unit_scale, g_rot
     return g_pos * unit_scale
 
 

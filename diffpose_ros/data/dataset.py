@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from diffpose_ros import camera, paths
-from diffpose_ros.data.bvh import load_bvh
-from diffpose_ros.data.mapping import detect_map, load_map, map_weights
 from diffpose_ros.data.noise import NoiseConfig, apply_noise
 from diffpose_ros.data.virtual_camera import CameraConfig, sample_camera
 from diffpose_ros.skeleton import ROOT
@@ -72,20 +70,12 @@ def split_clips(split: str, mocap_dir=MOCAP_DIR) -> list[str]:
     return [c for c in list_clips(mocap_dir) if clip_split(c) == split]
 
 
-_WEIGHTS_CACHE: dict = {}
-
-
 def load_clip_h36m(path, skeleton_map: str | None = None):
-    """(pose (F,17,3) float32 world metres, floor height, map name) for one BVH clip."""
-    pos, names, _, _ = load_bvh(path, units="cm")
-    key = (tuple(names), skeleton_map)
-    if key not in _WEIGHTS_CACHE:
-        name = skeleton_map or detect_map(names)
-        _WEIGHTS_CACHE[key] = (map_weights(names, load_map(name)), name)
-    W, name = _WEIGHTS_CACHE[key]
-    pose = np.einsum("kj,fjd->fkd", W, pos).astype(np.float32)
-    floor = float(pos[..., 1].min())     # Y-up world: the lowest joint (toes) touches the floor
-    return pose, floor, name
+    """(pose (F,17,3) float32 world metres, floor height, map name) for one BVH clip at its own rate."""
+    from diffpose_ros.data.motion import load_clip
+    from diffpose_ros.data.sources import ClipRef
+    d = load_clip(ClipRef("bvh", str(path), str(path), "", skeleton_map=skeleton_map), fps=None)
+    return d["joints"], d["floor"], d["map"]
 
 
 def _load_worker(args):

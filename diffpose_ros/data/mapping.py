@@ -7,8 +7,14 @@ A spec is one of
                                        the result moves with the skeleton (weights outside [0, 1]
                                        extrapolate, e.g. a head top along the neck direction);
                                        a key "A|B" means joint A, or B if A does not exist;
+  * {"at": "A", "offset": [x, y, z]} - a point rigidly attached to joint A: its position plus
+                                       its world rotation times the offset (metres, in A's own
+                                       frame: the frame its children's OFFSETs are given in). For
+                                       points a rig has no joint for, e.g. the nose on the head;
+                                       needs the joint rotations from forward kinematics;
   * [spec, spec, ...]                - alternatives, the first one whose joints all exist wins.
-A map resolves, for a list of joint names, to a (17, J) weight matrix W; positions map as W @ X.
+A map resolves, for a list of joint names, to a (17, J) weight matrix W plus the rigid offsets;
+positions map as W @ X (+ R_A @ offset for the rigid points).
 
 Optional keys:
   * "bvh": {"units": "cm" | "m" | ..., "unit_scale": float, "position_channels": "replace" | "add"}
@@ -54,7 +60,13 @@ def load_map(name_or_path) -> dict:
         raise ValueError(f"{path}: joints must be exactly the 17 H36M joints; missing {missing}, unknown {extra}")
     for h, spec in joints.items():
         for alt in (spec if isinstance(spec, list) else [spec]):
-            if isinstance(alt, dict):
+            if _is_rigid(alt):
+                off = alt["offset"]
+                if not isinstance(alt["at"], str) or not (isinstance(off, list) and len(off) == 3
+                                                           and all(isinstance(v, (int, float)) for v in off)):
+                    raise ValueError(f"{path}: rigid point for {h!r} needs 'at' (a joint name) and "
+                                     f"'offset' (3 numbers, metres), got {alt!r}")
+            elif isinstance(alt, dict):
                 if not alt or abs(sum(alt.values()) - 1.0) > 1e-6:
                     raise ValueError(f"{path}: weights for {h!r} must sum to 1, got {sum(alt.values())}")
             elif not isinstance(alt, str):
@@ -70,8 +82,16 @@ def load_map(name_or_path) -> dict:
     return data
 
 
+def _is_rigid(alt) -> bool:
+    return isinstance(alt, dict) and set(alt) == {"at", "offset"}
+
+
 def _resolve_alt(alt, index):
-    """Weights {joint_index: w} for one spec alternative, or None if a joint is missing."""
+    """(weights {joint_index: w}, rigid offset or None) for one spec alternative, or None if a
+    joint is missing."""
+    if _is_rigid(alt):
+        j = index.get(alt["at"])
+        return None if j is None else ({j: 1.0}, np.asarray(alt["offset"], np.float64))
     if isinstance(alt, str):
         alt = {alt: 1.0}
     out = {}
@@ -80,27 +100,37 @@ def _resolve_alt(alt, index):
         if found is None:
             return None
         out[found] = out.get(found, 0.0) + float(w)
-    return out
+    return out, None
 
 
-def map_weights(joint_names, skel_map) -> np.ndarray:
-    """(17, J) weight matrix mapping the named joints to H36M; ValueError if a joint cannot be resolved."""
+def resolve_map(joint_names, skel_map):
+    """(W (17, J), rigid [(h36m index, joint index, offset (3,) metres)]); ValueError naming the
+    H36M joint that cannot be placed."""
     if isinstance(skel_map, (str, Path)):
         skel_map = load_map(skel_map)
     index = {n: i for i, n in enumerate(joint_names)}
     W = np.zeros((len(H36M_JOINTS), len(joint_names)))
+    rigid = []
     for k, h in enumerate(H36M_JOINTS):
         spec = skel_map["joints"][h]
         for alt in (spec if isinstance(spec, list) else [spec]):
-            weights = _resolve_alt(alt, index)
-            if weights is not None:
+            found = _resolve_alt(alt, index)
+            if found is not None:
+                weights, offset = found
                 for j, w in weights.items():
                     W[k, j] = w
+                if offset is not None:
+                    rigid.append((k, next(iter(weights)), offset))
                 break
         else:
             raise ValueError(f"skeleton map {skel_map.get('name')!r} cannot place H36M joint {h!r} "
                              f"(spec {spec!r}) from joints {list(joint_names)}")
-    return W
+    return W, rigid
+
+
+def map_weights(joint_names, skel_map) -> np.ndarray:
+    """(17, J) weight matrix of the map's joint positions (rigid points: their joint's row)."""
+    return resolve_map(joint_names, skel_map)[0]
 
 
 def detect_map(joint_names, source: str = "") -> str:
@@ -131,10 +161,18 @@ def floor_joint_indices(joint_names, skel_map) -> list[int]:
     return found or list(range(len(joint_names)))
 
 
-def to_h36m(positions, joint_names, skel_map) -> np.ndarray:
-    """Positions (F, J, 3) -> (F, 17, 3) in H36M order, with the same dtype."""
+def to_h36m(positions, joint_names, skel_map, rotations=None) -> np.ndarray:
+    """Positions (F, J, 3) (+ world rotations (F, J, 3, 3) if the map has rigid points) ->
+    (F, 17, 3) in H36M order, with the positions' dtype."""
     positions = np.asarray(positions)
     if positions.ndim != 3 or positions.shape[1:] != (len(joint_names), 3):
         raise ValueError(f"positions must be (F, {len(joint_names)}, 3), got {positions.shape}")
-    W = map_weights(joint_names, skel_map)
-    return np.einsum("kj,fjd->fkd", W, positions).astype(positions.dtype, copy=False)
+    W, rigid = resolve_map(joint_names, skel_map)
+    used = np.flatnonzero(np.abs(W).sum(0) > 0)          # unused joints may be NaN (pruned FK)
+    out = np.einsum("kj,fjd->fkd", W[:, used], positions[:, used])
+    if rigid:
+        if rotations is None:
+            raise ValueError("this skeleton map places points rigidly on joints: pass the joint rotations")
+        for k, j, off in rigid:
+            out[:, k] += np.asarray(rotations)[:, j] @ off
+    return out.astype(positions.dtype, copy=False)

@@ -36,7 +36,7 @@ from diffpose_ros import paths
 from diffpose_ros.data import body as body_mod
 from diffpose_ros.data import sources as src
 from diffpose_ros.data.bvh import UNIT_SCALES, forward_kinematics, parse_bvh
-from diffpose_ros.data.mapping import MAPS_DIR, detect_map, floor_joint_indices, load_map, map_weights
+from diffpose_ros.data.mapping import MAPS_DIR, detect_map, floor_joint_indices, load_map, resolve_map, to_h36m
 
 CODE_VERSION = "motion-v1"     # bump when the stored joints change for the same inputs
 META_KEYS = ("key", "source", "action", "style", "subject", "category", "description", "map")
@@ -44,6 +44,10 @@ STAT_KEYS = ("thigh", "shin", "upper_arm", "forearm", "hip_width", "shoulder_wid
              "head", "thorax_to_head", "ankle_height", "stature")
 FLOOR_PERCENTILE = 5
 MIN_FRAMES = 2
+# After a T-pose frame 0, the cgspeed conversions (both Daz archives) blend into the motion in
+# 3 frames at 120 fps with joints moving 12-29 m/s and ankles up to 18 cm below the floor: frames
+# at the start whose fastest joint exceeds this speed (m/s) are dropped too (at most 0.5 s).
+MAX_BLEND_SPEED = 8.0
 
 
 class MotionDataError(ValueError):
@@ -74,8 +78,9 @@ def _bvh_options(ref: src.ClipRef, skel: dict):
     return scale, ref.position_channels or opts.get("position_channels", "replace")
 
 
-def load_clip(ref: src.ClipRef, fps: float, h36m_world=None) -> dict:
-    """One clip as {'joints' (F,17,3) float32 at fps, 'floor', 'map', 'fps_src'}; MotionDataError."""
+def load_clip(ref: src.ClipRef, fps: float | None, h36m_world=None) -> dict:
+    """One clip as {'joints' (F,17,3) float32 at fps (None: the clip's own rate), 'floor', 'map',
+    'fps_src'}; MotionDataError naming the file."""
     if ref.kind == "h36m":
         world = np.asarray(h36m_world, np.float64)
         joints = np.stack([world[..., 0], world[..., 2], -world[..., 1]], axis=-1)   # Z up -> Y up
@@ -88,25 +93,31 @@ def load_clip(ref: src.ClipRef, fps: float, h36m_world=None) -> dict:
         try:
             map_name = ref.skeleton_map or detect_map(bvh.names, source=ref.path)
             skel = load_map(map_name)
-            W = map_weights(bvh.names, skel)
+            W, rigid = resolve_map(bvh.names, skel)
         except ValueError as e:
             raise MotionDataError(f"{ref.path}: {e}") from None
         scale, pos_mode = _bvh_options(ref, skel)
         floor_idx = floor_joint_indices(bvh.names, skel)
         used = sorted(set(np.flatnonzero(np.abs(W).sum(0) > 0).tolist()) | set(floor_idx))
-        pos = forward_kinematics(bvh, scale, pos_mode, joints=used)
+        pos, rot = forward_kinematics(bvh, scale, pos_mode, joints=used, return_rotations=True)
         if ref.drop_first:
-            pos = pos[ref.drop_first:]
+            pos, rot = pos[ref.drop_first:], rot[ref.drop_first:]
         if len(pos) < MIN_FRAMES:
             raise MotionDataError(f"{ref.path}: only {len(pos)} frames after dropping {ref.drop_first}")
-        joints = np.einsum("kj,fjd->fkd", W[:, used], pos[:, used])
+        joints = to_h36m(pos, bvh.names, skel, rot if rigid else None)
         floor = float(np.percentile(pos[:, floor_idx, 1].min(axis=1), FLOOR_PERCENTILE))
         fps_src = float(ref.fps) if ref.fps else 1.0 / bvh.frame_time if bvh.frame_time > 0 else 0.0
         if not fps_src > 0:
             raise MotionDataError(f"{ref.path}: Frame Time {bvh.frame_time} gives no frame rate; pass fps=")
+    if ref.drop_first and len(joints) > 2:
+        speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=-1) * fps_src
+        n_blend = 0
+        while n_blend < min(len(speed), int(0.5 * fps_src)) and speed[n_blend] > MAX_BLEND_SPEED:
+            n_blend += 1
+        joints = joints[n_blend:]
     if not np.all(np.isfinite(joints)):
         raise MotionDataError(f"{ref.path}: non-finite joint positions after forward kinematics")
-    joints = resample(joints, fps_src, fps).astype(np.float32)
+    joints = resample(joints, fps_src, fps or fps_src).astype(np.float32)
     return {"joints": joints, "floor": floor, "map": map_name if isinstance(map_name, str) else str(map_name),
             "fps_src": fps_src}
 

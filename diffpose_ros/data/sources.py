@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -217,13 +218,13 @@ def _shared_clips(spec: SourceSpec) -> list[ClipRef]:
                                  "", meta["action"], BANDAI_FPS, 0, "bandai_namco", weight=weight))
     cmu_wanted = [a for a, (s, _) in CMU_ARCHIVES.items() if s in wanted]
     if cmu_wanted:
-        root = unpack_cmu()
+        roots = {stem: unpack_cmu(stem) for stem in cmu_wanted}
         for row in cmu_manifest():
             stem = row["archive"].removesuffix(".tar.xz")
             if stem not in cmu_wanted:
                 continue
             source, skel = CMU_ARCHIVES[stem]
-            f = root / row["path"]
+            f = roots[stem] / row["path"]
             desc = row["description"]
             clips.append(ClipRef("bvh", str(f), f"{source}/{row['path']}", source,
                                  action=row["cmu_trial"] if row["cmu_trial"] != "unknown" else Path(row["path"]).stem,
@@ -249,32 +250,31 @@ def cmu_manifest() -> list[dict]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def unpack_cmu() -> Path:
-    """Unpack the CMU archives once into <cache>/mocap-cmu/<key>/ (keyed by archive sizes and
-    mtimes, so a changed archive unpacks afresh) and return that folder."""
-    archives = sorted(CMU_DIR.glob("*.tar.xz"))
-    if not archives:
-        raise SourceSpecError(f"no CMU archives (*.tar.xz) in {CMU_DIR}")
-    sig = [(a.name, a.stat().st_size, int(a.stat().st_mtime)) for a in archives]
+def unpack_cmu(stem: str) -> Path:
+    """Unpack one CMU archive (e.g. 'cmu_iclone_cc3') once into <cache>/mocap-cmu/<stem>-<key>/
+    (keyed by the archive's size and mtime, so a changed archive unpacks afresh) and return that
+    folder; the archive's own top folder is inside it."""
+    archive = CMU_DIR / f"{stem}.tar.xz"
+    if not archive.is_file():
+        raise SourceSpecError(f"CMU archive {archive} not found (../shared/data/mocap-cmu missing?)")
+    st = archive.stat()
+    sig = [archive.name, st.st_size, int(st.st_mtime)]
     key = hashlib.sha1(json.dumps(sig).encode()).hexdigest()[:12]
-    out = paths.cache_dir() / "mocap-cmu" / key
-    stamp = out / ".unpacked"
-    if stamp.is_file():
+    out = paths.cache_dir() / "mocap-cmu" / f"{stem}-{key}"
+    if (out / ".unpacked").is_file():
         return out
-    tmp = out.with_name(out.name + ".partial")
+    import shutil
+    tmp = out.with_name(out.name + f".partial{os.getpid()}")
     if tmp.exists():
-        import shutil
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for a in archives:
-        with tarfile.open(a, "r:xz") as tar:
-            tar.extractall(tmp, filter="data")
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(tmp, filter="data")
     (tmp / ".unpacked").write_text(json.dumps(sig))
-    if out.exists():             # a concurrent unpack finished first
-        import shutil
-        shutil.rmtree(tmp)
-    else:
+    try:
         tmp.rename(out)
+    except OSError:              # a concurrent unpack finished first
+        shutil.rmtree(tmp)
     return out
 
 

@@ -1,11 +1,18 @@
-"""diffpose-build-dataset: build and cache the mocap 2D-3D splits, print counts, time and memory as JSON."""
+"""diffpose-build-dataset: load (and cache) the motion bank, print its split table and body proportions.
+
+  diffpose-build-dataset                                  # the shared data, protocol leave-out-v1
+  diffpose-build-dataset --protocol all --bones           # + bone lengths per source at 1.75 m
+  diffpose-build-dataset --data shared bvh:/my/bvh:map=daz:weight=2 --rebuild --json out.json
+
+Prints markdown tables (clips, frames, seconds per split and source; with --bones the bone
+lengths of every source scaled to a 1.75 m standing height beside the H36M-like reference) and
+the time the bank took (the data preparation; a second run reads the cache).
+"""
 import argparse
 import json
 import resource
 import sys
 import time
-
-from diffpose_ros import paths
 
 
 def peak_rss_mb():
@@ -15,47 +22,67 @@ def peak_rss_mb():
     return round(own, 1), round(children, 1)
 
 
+def markdown(rows, columns, headers=None):
+    headers = headers or columns
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in columns) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"])
-    ap.add_argument("--stride", type=int, default=5)
-    ap.add_argument("--cameras-per-clip", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit-clips", type=int, default=None)
-    ap.add_argument("--mocap-dir", default=str(paths.MOCAP_DIR))
-    ap.add_argument("--skeleton-map", default=None, help="map name or JSON path (default: auto-detect)")
+    ap = argparse.ArgumentParser(prog="diffpose-build-dataset", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", nargs="+", default=None, metavar="SPEC",
+                    help="source specs (default: shared); see diffpose_ros/data/sources.py")
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--protocol", default="leave-out-v1", choices=["leave-out-v1", "all"])
+    ap.add_argument("--bones", action="store_true", help="print the bone-length table per source")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rebuild", action="store_true", help="delete the cached file first")
+    ap.add_argument("--rebuild", action="store_true", help="ignore (and replace) the cached bank")
+    ap.add_argument("--json", default=None, help="also write the tables as JSON to this file")
+    ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    from diffpose_ros.data import dataset
-    from diffpose_ros.data.noise import NoiseConfig
+    from diffpose_ros.data.body import TABLE_BONES, bone_table
+    from diffpose_ros.data.motion import MotionBank
+    from diffpose_ros.data.protocol import protocol_splits, split_table
+    from diffpose_ros.data.sources import SourceSpecError
 
-    summary = {"mocap_dir": args.mocap_dir, "stride": args.stride, "cameras_per_clip": args.cameras_per_clip,
-               "seed": args.seed, "splits": {}}
-    t_all = time.perf_counter()
-    for split in args.splits:
-        clips = dataset.split_clips(split, args.mocap_dir)
-        if args.limit_clips is not None:
-            clips = clips[:args.limit_clips]
-        cache_file = dataset.dataset_cache_file(split, clips, args.stride, args.cameras_per_clip, NoiseConfig(),
-                                                dataset.LEGACY_CAMERA, args.mocap_dir, args.skeleton_map, args.seed)
-        if args.rebuild and cache_file.exists():
-            cache_file.unlink()
-        t0 = time.perf_counter()
-        d = dataset.load_pairs(split, stride=args.stride, cameras_per_clip=args.cameras_per_clip,
-                               mocap_dir=args.mocap_dir, skeleton_map=args.skeleton_map, seed=args.seed,
-                               limit_clips=args.limit_clips, workers=args.workers, progress=True)
-        summary["splits"][split] = {
-            "clips": int(len(d["clip_names"])), "sequences": int(len(set(d["seq"].tolist()))),
-            "samples": int(len(d["frame"])), "seconds": round(time.perf_counter() - t0, 2),
-            "visible_fraction": round(float(d["visible"].mean()), 4),
-            "mean_conf": round(float(d["conf"].mean()), 4), "cache": str(cache_file),
-        }
+    t0 = time.perf_counter()
+    try:
+        if args.rebuild:
+            bank = MotionBank.load(args.data, fps=args.fps, progress=not args.no_progress, cache=False,
+                                   workers=args.workers)
+            from diffpose_ros.data.motion import _cache_file, src
+            bank._save(_cache_file(src.resolve(args.data), args.fps))
+        else:
+            bank = MotionBank.load(args.data, fps=args.fps, progress=not args.no_progress, workers=args.workers)
+    except (SourceSpecError, ValueError) as e:
+        print(f"diffpose-build-dataset: {e}", file=sys.stderr)
+        return 2
+    seconds = round(time.perf_counter() - t0, 2)
+    splits = protocol_splits(bank, args.protocol)
+    rows = split_table(bank, splits)
     own, children = peak_rss_mb()
-    summary.update(seconds=round(time.perf_counter() - t_all, 2), peak_rss_mb=own, peak_rss_workers_mb=children)
-    json.dump(summary, sys.stdout, indent=2)
-    print()
+    summary = {"data": args.data or ["shared"], "fps": args.fps, "protocol": args.protocol,
+               "clips": len(bank), "frames": bank.num_frames, "seconds": seconds,
+               "cached": bool(bank.info.get("cached")), "cache": bank.info.get("cache"),
+               "peak_rss_mb": own, "peak_rss_workers_mb": children, "splits": rows}
+    print(f"motion bank: {len(bank)} clips, {bank.num_frames} frames at {args.fps:g} fps, "
+          f"{'read from the cache' if summary['cached'] else 'built'} in {seconds} s "
+          f"(peak RSS {own} MiB, workers {children} MiB)\n")
+    print(f"protocol {args.protocol}:\n")
+    print(markdown(rows, ["split", "source", "clips", "frames", "seconds"]))
+    if args.bones:
+        bones = bone_table(bank)
+        summary["bones_at_1.75m"] = bones
+        print("\nbone lengths (m) at 1.75 m standing height (spine = pelvis->thorax, neck = thorax->neck_nose, "
+              "head = neck_nose->head):\n")
+        print(markdown(bones, ["source", "clips", "own_height_m"] + list(TABLE_BONES)))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=2)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""diffpose-render-data: draw a few training samples (3D skeleton from the side, its image with
-noisy keypoints coloured by confidence) into one PNG, to check the data pipeline by eye."""
+"""diffpose-render-data: draw a few generator samples (3D skeleton from the side, its image with
+noisy keypoints coloured by confidence), one per motion source, into one PNG, to check the data
+pipeline by eye (data/generator.py: fresh camera, body, mirror and noise per sample)."""
 import argparse
 import json
 import os
@@ -13,7 +14,7 @@ from diffpose_ros import paths
 from diffpose_ros.skeleton import H36M_BONES, H36M_LEFT
 
 
-def render(d, indices, out_path):
+def render(d, indices, out_path, titles=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,14 +25,26 @@ def render(d, indices, out_path):
     for col, i in enumerate(indices):
         p3, root = d["pose3d"][i], d["root"][i]
         ax = axes[0, col]
-        # side view of the camera-frame pose: depth (z) to the right, up (-y) up
+        if "cam_R" in d:
+            # side view in the world: horizontal distance from the camera, height above the floor
+            R, t = d["cam_R"][i].astype(np.float64), d["cam_t"][i].astype(np.float64)
+            world = (p3 + root - t) @ R                       # R^T (p - t)
+            centre = -t @ R
+            horiz = np.hypot(*(world - centre)[:, [0, 2]].T)
+            up = world[:, 1] - centre[1] + d["cam_height"][i]
+            xlabel, ylabel = "distance from the camera (m)", "height above the floor (m)"
+            ax.axhline(0, color="0.5", lw=1)
+        else:   # side view of the camera-frame pose: depth (z) to the right, up (-y) up
+            horiz, up = p3[:, 2] + root[2], -p3[:, 1] - root[1]
+            xlabel, ylabel = "depth z (m)", "up -y (m)"
         for a, b in H36M_BONES:
             colour = "tab:blue" if b in H36M_LEFT else "tab:red" if b in (1, 2, 3, 14, 15, 16) else "k"
-            ax.plot(p3[[a, b], 2] + root[2], -p3[[a, b], 1] - root[1], "-", color=colour, lw=2)
+            ax.plot(horiz[[a, b]], up[[a, b]], "-", color=colour, lw=2)
         ax.set_aspect("equal")
-        ax.set_xlabel("depth z (m)")
-        ax.set_ylabel("up -y (m)")
-        ax.set_title(f"{d['clip_names'][d['clip'][i]].split('/')[-1][:28]}\nframe {d['frame'][i]}, side view", fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        title = titles[col] if titles else f"{d['clip_names'][d['clip'][i]].split('/')[-1][:28]}"
+        ax.set_title(f"{title}\nframe {d['frame'][i]}, side view", fontsize=8)
         ax.grid(alpha=0.3)
 
         ax = axes[1, col]
@@ -68,19 +81,30 @@ def render(d, indices, out_path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(paths.REPO_DIR / "docs" / "data_samples.png"))
-    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
-    ap.add_argument("--num", type=int, default=4)
-    ap.add_argument("--clips", type=int, default=12, help="clips to load (samples are drawn from them)")
+    ap.add_argument("--data", nargs="+", default=None, metavar="SPEC", help="source specs (default: shared)")
+    ap.add_argument("--num", type=int, default=6, help="samples (one per source, in turn)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from diffpose_ros.data.dataset import load_pairs
-    d = load_pairs(args.split, stride=10, cameras_per_clip=2, limit_clips=args.clips, seed=args.seed, cache=False)
+    from diffpose_ros.data.generator import PairGenerator
+    from diffpose_ros.data.motion import MotionBank
+    bank = MotionBank.load(args.data, progress=False)
     rng = np.random.default_rng(args.seed)
-    seqs = rng.choice(np.unique(d["seq"]), size=min(args.num, len(np.unique(d["seq"]))), replace=False)
-    indices = [int(rng.choice(np.flatnonzero(d["seq"] == s))) for s in seqs]
-    render(d, indices, args.out)
-    print(json.dumps({"out": args.out, "samples": indices, "clips": [str(d["clip_names"][d["clip"][i]]) for i in indices]}))
+    gen = PairGenerator(bank)
+    sources = gen.source_names
+    parts, titles = [], []
+    for k in range(args.num):
+        s = sources[k % len(sources)]
+        g = PairGenerator(bank, bank.indices(source=s))
+        d = g.sample(rng, 1)
+        parts.append(d)
+        c = int(d["clip"][0])
+        what = bank.meta["action"][c] + (f" / {bank.meta['style'][c]}" if bank.meta["style"][c] else "")
+        titles.append(f"{s}: {what[:30]}\n{d['height_m'][0]:.2f} m tall{', mirrored' if d['mirrored'][0] else ''}, "
+                      f"camera {d['cam_height'][0]:.1f} m high, tilt {d['cam_tilt_deg'][0]:.0f} deg")
+    d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    render(d, list(range(len(parts))), args.out, titles)
+    print(json.dumps({"out": args.out, "samples": [str(bank.meta["key"][c]) for c in d["clip"]]}))
     return 0
 
 
