@@ -143,6 +143,11 @@ def test_mirroring_swaps_sides_and_keeps_handedness(bank):
     assert facing_agrees_with_walking(x) > 0.9
     assert facing_agrees_with_walking(m) > 0.9             # a mirrored person still faces where it walks
     assert list(H36M_FLIP[:4]) == [0, 4, 5, 6]
+    # the generator's gather does the same
+    idx = np.array([[0, 1, 2], [3, 4, 5]])
+    g = body_mod.gather_mirrored(x, idx, np.array([True, False]))
+    np.testing.assert_allclose(g[0], m[[0, 1, 2]])
+    np.testing.assert_allclose(g[1], x[[3, 4, 5]])
 
 
 @needs_data

@@ -75,3 +75,37 @@ def test_sequential_noise_is_temporally_correlated():
         e = (noisy - kp)[:, 0, 0]
         r = np.corrcoef(e[:-1], e[1:])[0, 1]
         assert lo < r < hi, (sequential, r)
+
+
+def test_self_occlusion_geometry():
+    """A person 3 m in front of the camera, facing it, arms at the sides: nothing hidden; the same
+    person turned away hides the nose; turned sideways (left side to the camera) hides the right
+    hip and shoulder and the right wrist behind the torso."""
+    from diffpose_ros import camera
+    from diffpose_ros.data.noise import self_occlusion
+    from diffpose_ros.skeleton import H36M_JOINTS
+    J = {n: i for i, n in enumerate(H36M_JOINTS)}
+    # world Y up, the person faces +Z, left is +X
+    w = np.zeros((17, 3))
+    pts = {"pelvis": (0, 0.95, 0), "r_hip": (-0.13, 0.95, 0), "l_hip": (0.13, 0.95, 0), "r_knee": (-0.13, 0.5, 0),
+           "l_knee": (0.13, 0.5, 0), "r_ankle": (-0.13, 0.08, 0), "l_ankle": (0.13, 0.08, 0), "spine": (0, 1.2, 0),
+           "thorax": (0, 1.45, 0), "neck_nose": (0, 1.6, 0.11), "head": (0, 1.72, 0.05),
+           "l_shoulder": (0.16, 1.45, 0), "r_shoulder": (-0.16, 1.45, 0), "l_elbow": (0.2, 1.15, 0),
+           "r_elbow": (-0.2, 1.15, 0), "l_wrist": (0.22, 0.9, 0.02), "r_wrist": (-0.10, 1.0, 0.02)}
+    for n, p in pts.items():
+        w[J[n]] = p
+    K = camera.intrinsics(600, 600, 320, 240)
+
+    def seen_from(yaw_deg):
+        a = np.radians(yaw_deg)                    # rotate the person about the vertical
+        R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        pw = w @ R.T
+        # camera at z = +3 m looking at -Z (towards the person), 1.2 m high, level
+        p_cam = np.stack([pw[:, 0], -(pw[:, 1] - 1.2), 3.0 - pw[:, 2]], -1)   # a right-handed camera frame
+        return self_occlusion(p_cam[None], camera.project(p_cam, K)[None], K[None])[0]
+
+    assert not seen_from(0).any()
+    assert seen_from(180)[J["neck_nose"]] and not seen_from(180)[J["l_hip"]]
+    side = seen_from(-90)      # -90 about Y: the front turns to -X, the left side (+X) to the camera at +Z
+    assert side[J["r_hip"]] and side[J["r_shoulder"]] and not side[J["l_hip"]] and not side[J["l_shoulder"]]
+    assert side[J["r_wrist"]] and not side[J["l_wrist"]] and not side[J["neck_nose"]]

@@ -185,34 +185,59 @@ def uniform_bodies(parts: dict, scale):
     return np.repeat(scale[:, None], NUM_JOINTS, axis=1), scale, st * scale
 
 
+def _ancestor_matrix():
+    """A (17, 17): A[j, c] = 1 if bone c (parent -> c) lies on the chain root -> j."""
+    A = np.zeros((NUM_JOINTS, NUM_JOINTS))
+    for j in range(NUM_JOINTS):
+        c = j
+        while c > 0:
+            A[j, c] = 1.0
+            c = H36M_PARENTS[c]
+    return A
+
+
+_ANCESTORS = _ancestor_matrix()
+_PARENT_IDX = np.array([max(p, 0) for p in H36M_PARENTS])
+
+
 def apply_body(x, floor, factors):
     """Rescale motion x (n, T, 17, 3) (world, Y up) whose floor is `floor` (n,) with per-bone
-    `factors` (n, 17) (factors[:, 0] = body_scale); returns the new (n, T, 17, 3)."""
+    `factors` (n, 17) (factors[:, 0] = body_scale); returns the new (n, T, 17, 3).
+
+    Forward kinematics on the tree: every joint = the new root + the sum of the scaled bone
+    vectors on its chain (one matrix product with the ancestor matrix instead of a loop)."""
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     floor = np.asarray(floor, x.dtype)[:, None]
     factors = np.asarray(factors, x.dtype)
     g = factors[:, 0][:, None]
-    y = np.empty_like(x)
-    root = x[:, :, 0]
-    y[:, :, 0, 0] = g * root[..., 0]
-    y[:, :, 0, 1] = floor + g * (root[..., 1] - floor)
-    y[:, :, 0, 2] = g * root[..., 2]
-    for c in range(1, NUM_JOINTS):          # H36M order is topological
-        p = H36M_PARENTS[c]
-        y[:, :, c] = y[:, :, p] + factors[:, None, c, None] * (x[:, :, c] - x[:, :, p])
+    bones = (x - x[:, :, _PARENT_IDX]) * factors[:, None, :, None]          # bone 0 is zero
+    root = x[:, :, 0] * g[..., None]
+    root[..., 1] = floor + g * (x[:, :, 0, 1] - floor)                      # scaled about the floor
+    y = root[:, :, None, :] + np.matmul(_ANCESTORS.astype(x.dtype), bones)
     # keep each frame's lowest joint at body_scale x its original height above the floor
     want = floor + g * (x[..., 1].min(axis=2) - floor)
     y[..., 1] += (want - y[..., 1].min(axis=2))[..., None]
     return y
 
 
+_FLIP = np.asarray(H36M_FLIP)
+_SIGN = np.array([-1.0, 1.0, 1.0])
+
+
 def mirror_world(x):
     """x (..., 17, 3) world -> its mirror image (x -> -x, left and right joints swapped)."""
-    y = np.asarray(x)[..., list(H36M_FLIP), :].copy()
-    y[..., 0] *= -1
-    return y
+    return np.asarray(x)[..., _FLIP, :] * _SIGN.astype(np.asarray(x).dtype)
+
+
+def gather_mirrored(joints, idx, mirrored):
+    """joints[idx] (idx (n, T) frame indices into joints (N, 17, 3)) with the samples where
+    `mirrored` (n,) is set mirrored as by mirror_world, in one gather."""
+    perm = np.where(np.asarray(mirrored)[:, None], _FLIP[None, :], np.arange(NUM_JOINTS)[None, :])
+    out = joints[idx[:, :, None], perm[:, None, :]]
+    out[..., 0] *= np.where(mirrored, -1.0, 1.0).astype(out.dtype)[:, None, None]
+    return out
 
 
 # ------------------------------------------------------------------ reporting

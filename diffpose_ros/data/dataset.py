@@ -41,6 +41,8 @@ MAX_NORM_COORD = 10.0          # |x/z|, |y/z| bound for clean coordinates of joi
 # the fixed-camera path keeps the camera ranges the shipped weights were trained with; the
 # generator (data/generator.py) uses CameraConfig's wider defaults
 LEGACY_CAMERA = CameraConfig(height_range=(0.3, 2.0), hfov_range=(50.0, 110.0), offcentre=0.6)
+# ... and the confidence model they were trained with (before the calibration against the detector)
+LEGACY_NOISE = NoiseConfig(conf_scale_range=(0.85, 1.0), conf_noise=0.05, conf_width=(1.0, 1.0, 1.0))
 
 ARRAY_KEYS = ("keypoints", "keypoints_clean", "conf", "visible", "keypoints_px", "pose3d", "root",
               "K", "image_size", "clip", "seq", "frame")
@@ -91,7 +93,7 @@ def make_sequence(pose_world, floor, frames, rng, noise: NoiseConfig | None, cam
     visible = front & camera.in_image(px, cam.image_size)
     keep = (p_cam[:, ROOT, 2] > MIN_ROOT_DEPTH) & (visible.sum(1) >= MIN_VISIBLE_JOINTS)
     p_cam, px, front, visible, frames = p_cam[keep], px[keep], front[keep], visible[keep], frames[keep]
-    noisy, conf, _, _ = apply_noise(rng, px, visible, front, cam.image_size, noise or NoiseConfig(),
+    noisy, conf, _, _ = apply_noise(rng, px, visible, front, cam.image_size, noise or LEGACY_NOISE,
                                     sequential=True)
     n = len(frames)
     return {
@@ -144,7 +146,7 @@ def load_pairs(split: str, stride: int = 5, cameras_per_clip: int = 2, noise: No
         clips = clips[:limit_clips]
     if not clips:
         raise ValueError(f"no clips for split {split!r} in {mocap_dir}")
-    noise = noise or NoiseConfig()
+    noise = noise or LEGACY_NOISE
     cam_cfg = camera_config or LEGACY_CAMERA
     cache_file = dataset_cache_file(split, clips, stride, cameras_per_clip, noise, cam_cfg, mocap_dir,
                                     skeleton_map, seed) if cache else None

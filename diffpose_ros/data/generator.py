@@ -9,7 +9,7 @@ Per sample: a frame of a clip (the newest frame of a causal window of `window` f
 at the clip start with its first frame as data/dataset.causal_windows does) -> left/right
 mirror of the 3D motion with probability 0.5 (`mirror`) -> a random body (data/body.py) ->
 a random camera, fixed over the window (data/virtual_camera.sample_cameras) -> projection ->
-detector-like 2D noise, temporally correlated inside the window (data/noise.py) ->
+self-occlusion -> detector-like 2D noise, temporally correlated inside the window (data/noise.py) ->
 normalised coordinates. A draw is rejected and drawn again when the pelvis is behind or within
 MIN_ROOT_DEPTH of the camera in any frame of the window, or fewer than MIN_VISIBLE_JOINTS joints
 of the newest frame are in the image (a detector would not report that person): a batch always
@@ -22,7 +22,8 @@ makes each frame of that source twice as likely.
 Output: a dict of numpy arrays, the layout of dataset.load_pairs plus the window:
   inputs (n,17,3) or (n,T,17,3) float32 = (x_norm, y_norm, conf), newest frame last;
   for the newest frame: keypoints / keypoints_clean (n,17,2) normalised, keypoints_px (n,17,2),
-  conf (n,17), visible (n,17) bool, pose3d (n,17,3) root-relative camera frame metres,
+  conf (n,17), visible (n,17) bool (in front of the camera and inside the image), occluded (n,17)
+  bool (in the image but hidden by the body: data/noise.self_occlusion), pose3d (n,17,3) root-relative camera frame metres,
   root (n,3), K (n,3,3), image_size (n,2) = (w, h);
   body_scale (n,) (size factor relative to the clip's own skeleton), height_m (n,) standing
   height, mirrored (n,) bool, clip (n,) index into the bank, frame (n,) frame index in the clip,
@@ -44,7 +45,7 @@ import numpy as np
 from diffpose_ros import camera, paths
 from diffpose_ros.data import body as body_mod
 from diffpose_ros.data.body import BodyConfig
-from diffpose_ros.data.noise import NoiseConfig, apply_noise
+from diffpose_ros.data.noise import NoiseConfig, apply_noise, self_occlusion
 from diffpose_ros.data.virtual_camera import CameraConfig, sample_cameras
 from diffpose_ros.skeleton import ROOT
 
@@ -182,9 +183,7 @@ class PairGenerator:
         b, T = self.bank, self.window
         start = b.start[clip]
         idx = start[:, None] + np.maximum(frame[:, None] + np.arange(-T + 1, 1)[None, :], 0)   # (m, T)
-        world = b.joints[idx]                                # (m,T,17,3) float32: half the memory traffic
-        if mirrored.any():
-            world[mirrored] = body_mod.mirror_world(world[mirrored])
+        world = body_mod.gather_mirrored(b.joints, idx, mirrored)      # (m,T,17,3) float32
         floor = b.floor[clip]
         world = body_mod.apply_body(world, floor, factors)
         cams = sample_cameras(rng, world[:, -1, ROOT], floor, self.camera)
@@ -201,7 +200,8 @@ class PairGenerator:
         p_cam, px, front, visible = sel(p_cam), sel(px), sel(front), sel(visible)
         cams = {k: sel(v) for k, v in cams.items()}
         K = cams["K"]
-        noisy, conf, _, _ = apply_noise(rng, px, visible, front, cams["image_size"], self.noise)
+        occluded = self_occlusion(p_cam, px, K[:, None])
+        noisy, conf, _, _ = apply_noise(rng, px, visible, front, cams["image_size"], self.noise, occluded=occluded)
         kp_norm = camera.normalize(noisy, K[:, None])
         inputs = np.concatenate([kp_norm, conf[..., None]], -1).astype(np.float32)
         last = p_cam[:, -1]
@@ -212,6 +212,7 @@ class PairGenerator:
             "keypoints_px": noisy[:, -1].astype(np.float32),
             "conf": conf[:, -1].astype(np.float32),
             "visible": visible[:, -1],
+            "occluded": occluded[:, -1],
             "pose3d": (last - last[:, ROOT:ROOT + 1]).astype(np.float32),
             "root": last[:, ROOT].astype(np.float32),
             "K": K.astype(np.float32),
@@ -233,7 +234,7 @@ class PairGenerator:
 
 
 def _concat(parts, n):
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if n is not None:
         out = {k: v[:n] for k, v in out.items()}
     return out

@@ -18,17 +18,23 @@ keypoints) in pixels (`scale`, returned):
   4. missed joints: each joint with probability `p_miss` * d (and every invisible joint, see 6)
      is "missed": a detector still outputs a location, here uniformly random within the person
      box enlarged by `miss_box_scale`, with confidence ~ U(0, `miss_conf_max`).
-  5. confidence of the other joints is OKS-like: c = exp(-e^2 / (2 (k_i s)^2)) for the true
-     error e, raised to `conf_gamma`, times a per-sample calibration factor
-     U(`conf_scale_range`), plus N(0, `conf_noise`), clipped to [0, 1]. It therefore correlates
-     with the error but is not a perfect oracle.
+     Self-occluded joints (`occluded`, from `self_occlusion`: hidden behind the torso, the far
+     hip or shoulder in a side view, the nose of a person facing away) are not missed: a
+     detector guesses them from the body, consistently but worse, so their Gaussian error is
+     `occl_error_scale` times larger and their confidence is multiplied by U(`occl_conf`).
+  5. confidence of the other joints is OKS-like: c = exp(-e^2 / (2 (w_g k_i s)^2)) for the true
+     error e, with a kernel width `conf_width` w_g per joint group (face, torso, limbs) fitted
+     so that the confidences are distributed as the real detector's (data/noise_check.py),
+     raised to `conf_gamma`, times a per-sample calibration factor U(`conf_scale_range`), plus
+     N(0, `conf_noise`), clipped to [0, 1]. It therefore correlates with the error but is not a
+     perfect oracle.
   6. joints outside the image or behind the camera (visible == False) are treated as missed:
      low confidence, and the output location is clamped into the image (a detector can only
      answer inside the image).
-  7. with `sequential=True` (samples of one sequence, in time order) the difficulty (in log
-     space) and the Gaussian part of the error follow AR(1) processes with correlation
-     `temporal_corr` between consecutive samples: a detector's error on a person drifts
-     smoothly rather than being white, and the temporal lifter must learn that.
+  7. inside a temporal window ((N,T,17,2) input, or `sequential=True` for one sequence) the
+     difficulty (in log space) and the Gaussian part of the error follow AR(1) processes with
+     correlation `temporal_corr` between consecutive frames: a detector's error on a person
+     drifts smoothly rather than being white, and the temporal lifter must learn that.
 Returns noisy pixels, confidence and the per-joint true error (pixels).
 """
 from __future__ import annotations
@@ -43,6 +49,7 @@ from diffpose_ros.skeleton import COCO_JOINTS, COCO_OKS_SIGMAS, H36M_JOINTS, H36
 # pelvis/spine like the hips, thorax like the shoulders, neck_nose like the nose/ears mean,
 # head (top) like the ears (a head top is located about as loosely as an ear).
 _COCO = dict(zip(COCO_JOINTS, COCO_OKS_SIGMAS))
+_J = {n: i for i, n in enumerate(H36M_JOINTS)}
 H36M_OKS_SIGMAS = np.array([
     _COCO["l_hip"],                                            # pelvis
     _COCO["r_hip"], _COCO["r_knee"], _COCO["r_ankle"],
@@ -55,6 +62,14 @@ H36M_OKS_SIGMAS = np.array([
     _COCO["r_shoulder"], _COCO["r_elbow"], _COCO["r_wrist"],
 ])
 assert len(H36M_OKS_SIGMAS) == len(H36M_JOINTS)
+
+# joint groups of `conf_width` (and of data/noise_check.py)
+JOINT_GROUPS = {
+    "face": ("neck_nose", "head"),
+    "torso": ("pelvis", "spine", "thorax", "l_hip", "r_hip", "l_shoulder", "r_shoulder"),
+    "limbs": ("l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_knee", "r_knee", "l_ankle", "r_ankle"),
+}
+_GROUP_OF = np.array([next(i for i, names in enumerate(JOINT_GROUPS.values()) if n in names) for n in H36M_JOINTS])
 
 # limbs that a detector swaps left<->right as a whole (H36M indices)
 SWAP_LIMBS = ((1, 2, 3), (2, 3), (3,), (11, 12, 13), (12, 13), (13,))
@@ -72,26 +87,36 @@ class NoiseConfig:
     miss_box_scale: float = 1.5
     miss_conf_max: float = 0.1
     conf_gamma: float = 1.0
-    conf_scale_range: tuple = (0.85, 1.0)
-    conf_noise: float = 0.05
+    # confidence calibrated against YOLO11n-pose (python -m diffpose_ros.data.noise_check --fit):
+    # the 50/75/90 % quantiles of the confidences per joint group match the detector's on the
+    # shared photos; before, the training confidences stayed below 0.9 while the detector gives
+    # 0.95-0.99 to most joints (conf_width 1, conf_scale_range (0.85, 1), conf_noise 0.05)
+    conf_scale_range: tuple = (1.0, 1.0)
+    conf_noise: float = 0.01
+    conf_width: tuple = (1.585, 5.623, 2.661)   # OKS kernel width multiplier, face / torso / limb joints
+    occl_error_scale: float = 2.0
+    occl_conf: tuple = (0.1, 0.6)
     temporal_corr: float = 0.5            # AR(1) correlation between consecutive samples (sequential=True)
     enabled: bool = True                  # False: clean keypoints, conf from visibility only
 
 
 def person_scale(kp_px, valid):
     """sqrt(bbox area) (N,) of the valid keypoints of each sample, and the bbox (N, 4)."""
-    v = valid[..., None]
-    lo = np.where(v, kp_px, np.inf).min(axis=1)
-    hi = np.where(v, kp_px, -np.inf).max(axis=1)
+    x = np.asarray(kp_px)
+    x = np.ascontiguousarray(np.swapaxes(x, 1, 2))            # (N, 2, J): reduce the last axis
+    v = np.asarray(valid, bool)[:, None, :]
+    inf = np.array(np.inf, x.dtype)
+    lo = np.where(v, x, inf).min(axis=2)
+    hi = np.where(v, x, -inf).max(axis=2)
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi), hi, 1.0)
     wh = np.maximum(hi - lo, 1.0)
     return np.sqrt(wh[:, 0] * wh[:, 1]), np.concatenate([lo, hi], axis=1)
 
 
-def _ar1(rng, shape, rho, axis=0):
+def _ar1(rng, shape, rho, axis=0, dtype=np.float64):
     """Standard-normal samples with lag-1 correlation rho along `axis` (stationary AR(1))."""
-    white = rng.normal(size=shape)
+    white = rng.standard_normal(size=shape, dtype=dtype)
     if rho <= 0 or shape[axis] < 2:
         return white
     c = np.sqrt(1 - rho ** 2)
@@ -103,8 +128,46 @@ def _ar1(rng, shape, rho, axis=0):
     return white
 
 
+def self_occlusion(p_cam, px, K):
+    """Joints a detector cannot see although they are in the image (..., 17) bool, from the
+    camera-frame joints p_cam (..., 17, 3), their pixels px (..., 17, 2) and K (..., 3, 3):
+      * a limb joint (elbow, wrist, knee, ankle) inside the torso's silhouette in the image (a
+        band around the pelvis -> thorax segment as wide as the projected shoulders, at least
+        as wide as a 26 cm deep body) and more than 5 cm behind the torso at that point;
+      * the far hip (shoulder) of a person seen from the side: farther from the camera than its
+        partner by more than 0.85 x their distance (turned more than ~58 degrees from frontal);
+      * the nose of a person facing away (the body's forward direction, from the hips and the
+        trunk, points more than ~100 degrees away from the camera)."""
+    p_cam, px = np.asarray(p_cam), np.asarray(px)
+    z = p_cam[..., 2]
+    a, b = px[..., _J["pelvis"], :], px[..., _J["thorax"], :]
+    ab = b - a
+    t = np.clip(np.einsum("...jd,...d->...j", px - a[..., None, :], ab) / np.maximum((ab * ab).sum(-1), 1e-6)[..., None], 0, 1)
+    closest = a[..., None, :] + t[..., None] * ab[..., None, :]
+    dist = np.linalg.norm(px - closest, axis=-1)
+    z_torso = z[..., [_J["pelvis"]]] + t * (z[..., [_J["thorax"]]] - z[..., [_J["pelvis"]]])
+    fx = np.asarray(K)[..., 0, 0]
+    half = np.maximum(np.linalg.norm(px[..., _J["l_shoulder"], :] - px[..., _J["r_shoulder"], :], axis=-1) / 2,
+                      0.13 * fx / np.maximum(z[..., _J["thorax"]], 1e-3))
+    occ = np.zeros(z.shape, bool)
+    limbs = [_J[n] for n in ("l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_knee", "r_knee", "l_ankle", "r_ankle")]
+    occ[..., limbs] = (dist[..., limbs] < half[..., None]) & (z[..., limbs] > z_torso[..., limbs] + 0.05)
+    for l, r in (("l_hip", "r_hip"), ("l_shoulder", "r_shoulder")):
+        gap = np.linalg.norm(p_cam[..., _J[l], :] - p_cam[..., _J[r], :], axis=-1)
+        dz = z[..., _J[l]] - z[..., _J[r]]
+        occ[..., _J[l]] = dz > 0.85 * gap
+        occ[..., _J[r]] = -dz > 0.85 * gap
+    left = p_cam[..., _J["l_hip"], :] - p_cam[..., _J["r_hip"], :]
+    up = p_cam[..., _J["thorax"], :] - p_cam[..., _J["pelvis"], :]
+    forward = np.cross(left, up)            # right-handed frames: left x up = the body's forward
+    to_cam = -p_cam[..., _J["thorax"], :]
+    cos = (forward * to_cam).sum(-1) / np.maximum(np.linalg.norm(forward, axis=-1) * np.linalg.norm(to_cam, axis=-1), 1e-9)
+    occ[..., _J["neck_nose"]] = cos < -0.17
+    return occ
+
+
 def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, cfg: NoiseConfig | None = None,
-                sequential: bool = False):
+                sequential: bool = False, occluded=None):
     """Detector-like noise on clean pixels; see the module docstring.
 
     kp_px (N,17,2) clean pixels with visible / in_front (N,17) bool and image_size (N,2) or (2,);
@@ -113,12 +176,16 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
     step 7 then run along T inside every window (independent windows), and the per-person
     confidence calibration is one draw per window.
     sequential: (N,17,2) input whose N samples are consecutive frames of ONE sequence.
+    occluded: optional bool like visible, self-occluded joints (`self_occlusion`, step 4).
 
     Returns (noisy px, conf, error px, scale) shaped like the input: (N[,T],17,2), (N[,T],17),
     (N[,T],17), (N[,T]).
     """
     cfg = cfg or NoiseConfig()
-    kp = np.asarray(kp_px, np.float64)
+    kp = np.asarray(kp_px)
+    # float32 input stays float32 (the generator's: half the memory traffic); else float64
+    dt = np.float32 if kp.dtype == np.float32 else np.float64
+    kp = kp.astype(dt, copy=False)
     if kp.ndim not in (3, 4) or kp.shape[-2:] != (len(H36M_JOINTS), 2):
         raise ValueError(f"kp_px must be (N,17,2) or (N,T,17,2), got {kp.shape}")
     lead = kp.shape[:-2]
@@ -133,23 +200,27 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
     N = G * T
     kp = kp.reshape(N, J, 2)
     visible = np.asarray(visible, bool).reshape(N, J)
+    occluded = np.zeros((N, J), bool) if occluded is None else np.asarray(occluded, bool).reshape(N, J) & visible
     in_front = np.asarray(in_front, bool).reshape(N, J)
-    size = np.asarray(image_size, np.float64)
+    size = np.asarray(image_size, dt)
     if size.ndim == 2 and np.ndim(kp_px) == 4 and size.shape[0] == G:      # one size per window
         size = np.repeat(size, T, axis=0)
     size = np.broadcast_to(size.reshape(-1, 2), (N, 2))
     s, box = person_scale(kp, in_front)
-    k = 2 * H36M_OKS_SIGMAS[None, :] * s[:, None]                       # (N, J)
+    k = (2 * H36M_OKS_SIGMAS[None, :]).astype(dt) * s[:, None]          # (N, J)
 
     def shaped(noisy, conf, err, s):
         return (noisy.reshape(*lead, J, 2), conf.reshape(*lead, J), err.reshape(*lead, J), s.reshape(lead))
 
     if not cfg.enabled:
-        return shaped(kp.copy(), visible.astype(np.float64), np.zeros((N, J)), s)
+        return shaped(kp.copy(), visible.astype(dt), np.zeros((N, J), dt), s)
 
     rho = cfg.temporal_corr if T > 1 else 0.0
-    d = np.clip(np.exp(cfg.difficulty_sigma * _ar1(rng, (G, T), rho, axis=1)), *cfg.difficulty_range).reshape(N)
-    noisy = kp + _ar1(rng, (G, T, J, 2), rho, axis=1).reshape(N, J, 2) * (cfg.base_std * d[:, None, None] * k[..., None])
+    d = np.clip(np.exp(cfg.difficulty_sigma * _ar1(rng, (G, T), rho, 1, dt)), *cfg.difficulty_range).reshape(N)
+    std = cfg.base_std * d[:, None] * k
+    if occluded.any():
+        std = np.where(occluded, std * cfg.occl_error_scale, std)
+    noisy = kp + _ar1(rng, (G, T, J, 2), rho, 1, dt).reshape(N, J, 2) * std[..., None]
 
     gross = np.zeros((N, J), bool)
     # left/right swap of one limb (vectorised over the swapped samples)
@@ -169,7 +240,7 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
                 noisy[r, idx] = kp[r, src] + (noisy[r, idx] - kp[r, idx])
                 gross[r, idx] = True
     # a joint placed on another joint (wrong limb)
-    wrong = rng.random((N, J)) < cfg.p_wrong_limb
+    wrong = rng.random((N, J), dtype=np.float32) < cfg.p_wrong_limb
     if wrong.any():
         n_idx, j_idx = np.nonzero(wrong)
         other = (j_idx + rng.integers(1, J, size=len(j_idx))) % J
@@ -177,24 +248,28 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
         gross |= wrong
 
     # missed joints: the detector answers somewhere in (an enlarged) person box
-    missed = (rng.random((N, J)) < cfg.p_miss * d[:, None]) | ~visible
+    missed = (rng.random((N, J), dtype=np.float32) < cfg.p_miss * d[:, None]) | ~visible
     m_n, m_j = np.nonzero(missed)
     if len(m_n):
         centre = (box[m_n, :2] + box[m_n, 2:]) / 2
         half = (box[m_n, 2:] - box[m_n, :2]) / 2 * cfg.miss_box_scale
         noisy[m_n, m_j] = centre + rng.uniform(-1, 1, (len(m_n), 2)) * half
     # out-of-image answers are clamped into the image
-    noisy = np.clip(noisy, 0.0, size[:, None, :] - 1.0)
+    np.maximum(noisy, 0.0, out=noisy)
+    np.minimum(noisy, size[:, None, :] - 1.0, out=noisy)
 
-    err = np.linalg.norm(noisy - kp, axis=-1)
-    err = np.where(in_front, err, np.nan_to_num(err, nan=0.0))
-    conf = np.exp(-err ** 2 / (2 * k ** 2))
+    diff = noisy - kp
+    err = np.hypot(diff[..., 0], diff[..., 1])
+    width = np.asarray(cfg.conf_width, dt)[_GROUP_OF]
+    conf = np.exp(-0.5 * np.square(err / (k * width)))
     if cfg.conf_gamma != 1.0:
         conf **= cfg.conf_gamma
-    conf *= np.repeat(rng.uniform(*cfg.conf_scale_range, G), T)[:, None]
-    conf += rng.normal(0, cfg.conf_noise, (N, J))
+    conf *= np.repeat(rng.uniform(*cfg.conf_scale_range, G), T)[:, None].astype(dt)
+    conf += cfg.conf_noise * rng.standard_normal((N, J), dtype=dt)
+    o_n, o_j = np.nonzero(occluded)
+    conf[o_n, o_j] *= rng.uniform(*cfg.occl_conf, len(o_n))
     g_n, g_j = np.nonzero(gross)
     conf[g_n, g_j] = rng.uniform(*cfg.swap_conf, len(g_n))
     conf[m_n, m_j] = rng.uniform(0, cfg.miss_conf_max, len(m_n))
-    conf = np.clip(conf, 0.0, 1.0)
+    np.clip(conf, 0.0, 1.0, out=conf)
     return shaped(noisy, conf, err, s)

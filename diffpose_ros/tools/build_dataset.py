@@ -30,6 +30,28 @@ def markdown(rows, columns, headers=None):
     return "\n".join(out)
 
 
+def bench(bank, clips, calls: int = 30, n: int = 256):
+    import numpy as np
+
+    from diffpose_ros.data.generator import PairGenerator
+    rows = []
+    for window in (1, 27):
+        gen = PairGenerator(bank, clips, window=window)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            gen.sample(rng, n)
+        wall, cpu = [], []
+        for _ in range(calls):
+            t0, c0 = time.perf_counter(), time.process_time()
+            gen.sample(rng, n)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        rows.append({"window": window, "cpu_median_ms": round(1000 * float(np.median(cpu)), 1),
+                     "cpu_min_ms": round(1000 * min(cpu), 1), "wall_median_ms": round(1000 * float(np.median(wall)), 1),
+                     "wall_min_ms": round(1000 * min(wall), 1)})
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="diffpose-build-dataset", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +62,8 @@ def main(argv=None):
     ap.add_argument("--bones", action="store_true", help="print the bone-length table per source")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rebuild", action="store_true", help="ignore (and replace) the cached bank")
+    ap.add_argument("--bench", action="store_true",
+                    help="time PairGenerator.sample(rng, 256) on the train split, frames and 27-frame windows")
     ap.add_argument("--json", default=None, help="also write the tables as JSON to this file")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -80,6 +104,11 @@ def main(argv=None):
         print("\nbone lengths (m) at 1.75 m standing height (spine = pelvis->thorax, neck = thorax->neck_nose, "
               "head = neck_nose->head):\n")
         print(markdown(bones, ["source", "clips", "own_height_m"] + list(TABLE_BONES)))
+    if args.bench:
+        summary["bench"] = bench(bank, splits["train"])
+        print("\nPairGenerator.sample(rng, 256), 30 calls after 3 warm-up calls (process CPU time is "
+              "less disturbed by other jobs than wall time):\n")
+        print(markdown(summary["bench"], ["window", "cpu_median_ms", "cpu_min_ms", "wall_median_ms", "wall_min_ms"]))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(summary, fh, indent=2)
