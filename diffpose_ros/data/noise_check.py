@@ -75,6 +75,61 @@ def detector_stats(seed: int = 0, video_frames: int = 16, threads: int = 2, cach
     return spread, conf, diag, ratio
 
 
+def detector_keypoints(video_frames: int = 16, threads: int = 2, min_score: float = 0.5):
+    """H36M keypoints (P,17,2) px and confidences (P,17) of every person the detector finds with
+    score >= min_score on the noise-check images (unperturbed), as the live path maps them."""
+    from diffpose_ros.detector.coco_to_h36m import coco_to_h36m
+    from diffpose_ros.detector.uncertainty import fit_images
+    from diffpose_ros.detector.yolo_pose import YoloPoseDetector
+    det = YoloPoseDetector(threads=threads)
+    kps, confs = [], []
+    for img in fit_images(video_frames):
+        for d in det.detect(img):
+            if d.score >= min_score:
+                kp, c = coco_to_h36m(d.keypoints, d.keypoint_conf)
+                kps.append(kp)
+                confs.append(c)
+    return np.array(kps), np.array(confs)
+
+
+PROPORTIONS = ("nose_above_thorax", "head_above_thorax", "hip_width", "shoulder_width")
+
+
+def proportions_2d(kp, ok):
+    """Per person seen upright and from the front (torso within 20 degrees of the image vertical,
+    shoulders at least 0.45 torso lengths apart): image distances divided by the 2D torso length
+    (pelvis -> thorax). `ok` (P,) selects persons (e.g. all joints confident)."""
+    kp = np.asarray(kp, np.float64)
+    torso_v = kp[:, J["pelvis"]] - kp[:, J["thorax"]]            # image y grows downwards
+    torso = np.linalg.norm(torso_v, axis=-1)
+    upright = (torso_v[:, 1] > 0) & (np.abs(torso_v[:, 0]) < np.tan(np.radians(20)) * torso_v[:, 1])
+    sw = np.linalg.norm(kp[:, J["l_shoulder"]] - kp[:, J["r_shoulder"]], axis=-1) / np.maximum(torso, 1e-6)
+    keep = ok & upright & (sw > 0.45) & (torso > 10)
+    t = torso[keep]
+    return {
+        "nose_above_thorax": (kp[keep, J["thorax"], 1] - kp[keep, J["neck_nose"], 1]) / t,
+        "head_above_thorax": (kp[keep, J["thorax"], 1] - kp[keep, J["head"], 1]) / t,
+        "hip_width": np.linalg.norm(kp[keep, J["l_hip"]] - kp[keep, J["r_hip"]], axis=-1) / t,
+        "shoulder_width": sw[keep],
+    }
+
+
+def proportion_table(det_kp, det_conf, samples) -> list[dict]:
+    """The live path's joints on real photos against the skeleton maps' joints (generator
+    samples, clean projections), both for upright people seen from the front."""
+    used = [J[n] for n in ("pelvis", "thorax", "neck_nose", "head", "l_hip", "r_hip", "l_shoulder", "r_shoulder")]
+    det = proportions_2d(det_kp, (det_conf[:, used] > 0.5).all(1))
+    clean = samples["keypoints_clean"].astype(np.float64)     # normalised coordinates: same ratios as pixels
+    clean = clean * samples["K"][:, None, [0, 1], [0, 1]]      # (fx ~ fy; the ratios need equal axes)
+    train = proportions_2d(clean, samples["visible"][:, used].all(1) & ~samples["occluded"][:, used].any(1))
+    rows = []
+    for k in PROPORTIONS:
+        rows.append({"ratio": k, "detector_n": int(len(det[k])), "detector_median": round(float(np.median(det[k])), 3)
+                     if len(det[k]) else None, "maps_n": int(len(train[k])),
+                     "maps_median": round(float(np.median(train[k])), 3) if len(train[k]) else None})
+    return rows
+
+
 def training_samples(n_samples: int = 400, seed: int = 0, sources=None) -> dict:
     """Clean generator samples (default cameras and bodies) to put the training noise on."""
     from diffpose_ros.data.generator import PairGenerator
@@ -186,6 +241,8 @@ def main(argv=None):
                          "conf_noise": cfg.conf_noise, "loss": round(loss, 5)}
         print(f"fitted: conf_width {cfg.conf_width}, conf_scale_range {cfg.conf_scale_range}, "
               f"conf_noise {cfg.conf_noise} (squared quantile error {loss:.4f})\n")
+    det_kp, det_kc = detector_keypoints()
+    out["proportions"] = proportion_table(det_kp, det_kc, training_samples(4000, args.seed))
     stats = {}
     for name, cfg in configs.items():
         ts, tc, td = training_stats(cfg, samples, seed=args.seed, box_ratio=ratio)
@@ -206,6 +263,12 @@ def main(argv=None):
     for g in GROUPS:
         print(f"  {g:6s} detector {out['detector']['conf_quantiles_10_25_50_75_90'][g]}  " +
               "  ".join(f"{n} {out[n]['conf_quantiles_10_25_50_75_90'][g]}" for n in names))
+    print("\nthe live 2D path's joints (YOLO11n-pose + coco_to_h36m on the photos) against the skeleton maps'"
+          " (generator samples), upright people seen from the front, in torso lengths (pelvis -> thorax):\n")
+    print("| ratio | detector persons | detector median | maps samples | maps median |")
+    print("|---|---|---|---|---|")
+    for r in out["proportions"]:
+        print(f"| {r['ratio']} | {r['detector_n']} | {r['detector_median']} | {r['maps_n']} | {r['maps_median']} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2, default=list)
