@@ -56,7 +56,8 @@ def test_proportions_of_a_frontal_upright_person():
 def test_noise_check_with_the_real_detector(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DIFFPOSE_CACHE", str(tmp_path))
     out = tmp_path / "check.json"
-    assert noise_check.main(["--samples", "100", "--json", str(out), "--before"]) == 0
+    assert noise_check.main(["--samples", "100", "--json", str(out), "--before",
+                             "--data", "shared:sources=cmu-mb-fairmotion"]) == 0
     d = json.loads(out.read_text())
     assert d["detector"]["persons"] >= 10
     assert {r["ratio"] for r in d["proportions"]} == set(noise_check.PROPORTIONS)

@@ -12,13 +12,8 @@ needs_data = pytest.mark.skipif(not (paths.SHARED_DATA / "mocap-cmu").is_dir(), 
 
 
 @pytest.fixture(scope="module")
-def meta_bank(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DIFFPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    try:
-        refs = sources.resolve(["shared"])
-    finally:
-        mp.undo()
+def meta_bank():
+    refs = sources.resolve(["shared"])     # unpacks the CMU archives into the cache once per machine
     meta = {k: np.array([getattr(r, k) for r in refs]) for k in ("key", "source", "action", "style")}
     return SimpleNamespace(meta=meta, length=np.ones(len(refs), np.int64), fps=10.0)
 

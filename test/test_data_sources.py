@@ -61,9 +61,8 @@ def test_bandai_metadata():
 
 
 @needs_cmu
-def test_shared_metadata(tmp_path, monkeypatch):
-    monkeypatch.setenv("DIFFPOSE_CACHE", str(tmp_path))
-    refs = sources.resolve(["shared"])
+def test_shared_metadata():
+    refs = sources.resolve(["shared"])     # the CMU archives unpack into the cache once per machine
     by_source = {}
     for r in refs:
         by_source.setdefault(r.source, []).append(r)
@@ -78,7 +77,7 @@ def test_shared_metadata(tmp_path, monkeypatch):
     assert tpose == {f"07_{i:02d}" for i in range(3, 13)}
     assert all(r.fps == 30 and r.style for r in by_source["bandai-namco-2"])
     # unpacked into the cache, never into shared/
-    assert all(r.path.startswith(str(tmp_path)) for r in refs if r.source.startswith("cmu"))
+    assert all(r.path.startswith(str(paths.cache_dir())) for r in refs if r.source.startswith("cmu"))
     assert not list((paths.SHARED_DATA / "mocap-cmu").glob("cmu_*/"))
 
 

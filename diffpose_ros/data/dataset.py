@@ -20,12 +20,12 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from diffpose_ros import camera, paths
+from diffpose_ros.data.cache import save_npz
 from diffpose_ros.data.noise import NoiseConfig, apply_noise
 from diffpose_ros.data.virtual_camera import CameraConfig, sample_camera
 from diffpose_ros.skeleton import ROOT
@@ -178,15 +178,7 @@ def load_pairs(split: str, stride: int = 5, cameras_per_clip: int = 2, noise: No
     out = {k: np.concatenate([p[k] for p in parts]) for k in ARRAY_KEYS}
     out["clip_names"] = np.array(clips)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, **out)
-            os.replace(tmp, cache_file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_npz(cache_file, out)
     return out
 
 

@@ -36,8 +36,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,7 @@ import numpy as np
 from diffpose_ros import camera, paths
 from diffpose_ros.data import body as body_mod
 from diffpose_ros.data.body import BodyConfig
+from diffpose_ros.data.cache import save_npz
 from diffpose_ros.data.noise import NoiseConfig, apply_noise, self_occlusion
 from diffpose_ros.data.virtual_camera import CameraConfig, sample_cameras
 from diffpose_ros.skeleton import ROOT
@@ -151,15 +150,7 @@ class PairGenerator:
             parts.append({k: v[order] for k, v in part.items()})
         out = _concat(parts, None)
         if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
-            os.close(fd)
-            try:
-                np.savez(tmp, **out)
-                os.replace(tmp, cache_file)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            save_npz(cache_file, out)
         return out
 
     # -------------------------------------------------------------- internals

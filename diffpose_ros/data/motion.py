@@ -25,7 +25,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from diffpose_ros import paths
 from diffpose_ros.data import body as body_mod
 from diffpose_ros.data import sources as src
 from diffpose_ros.data.bvh import UNIT_SCALES, forward_kinematics, parse_bvh
+from diffpose_ros.data.cache import save_npz
 from diffpose_ros.data.mapping import MAPS_DIR, detect_map, floor_joint_indices, load_map, resolve_map, to_h36m
 
 CODE_VERSION = "motion-v1"     # bump when the stored joints change for the same inputs
@@ -200,19 +200,11 @@ class MotionBank:
                    stats={k: np.array([s[k] for s in stats], np.float64) for k in STAT_KEYS})
 
     def _save(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"joints": self.joints, "start": self.start, "length": self.length, "floor": self.floor,
                   "fps": np.float64(self.fps), "fps_src": self.fps_src, "weight": self.weight}
         arrays.update({f"meta_{k}": v for k, v in self.meta.items()})
         arrays.update({f"stat_{k}": v for k, v in self.stats.items()})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_npz(path, arrays)
 
     @classmethod
     def _from_npz(cls, path: Path):

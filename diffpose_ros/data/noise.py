@@ -92,8 +92,8 @@ class NoiseConfig:
     # shared photos; before, the training confidences stayed below 0.9 while the detector gives
     # 0.95-0.99 to most joints (conf_width 1, conf_scale_range (0.85, 1), conf_noise 0.05)
     conf_scale_range: tuple = (1.0, 1.0)
-    conf_noise: float = 0.01
-    conf_width: tuple = (1.585, 5.623, 2.661)   # OKS kernel width multiplier, face / torso / limb joints
+    conf_noise: float = 0.02
+    conf_width: tuple = (1.585, 7.079, 2.512)   # OKS kernel width multiplier, face / torso / limb joints
     occl_error_scale: float = 2.0
     occl_conf: tuple = (0.1, 0.6)
     temporal_corr: float = 0.5            # AR(1) correlation between consecutive samples (sequential=True)

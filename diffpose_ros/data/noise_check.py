@@ -70,8 +70,8 @@ def detector_stats(seed: int = 0, video_frames: int = 16, threads: int = 2, cach
                 ratios.append(float(box_diagonal(d.box)) / max(float(np.hypot(*np.ptp(kp, axis=0))), 1.0))
     ratio = float(np.median(ratios))
     if cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, spread=spread, conf=conf, diag=diag, ratio=ratio)
+        from diffpose_ros.data.cache import save_npz
+        save_npz(cache_file, {"spread": spread, "conf": conf, "diag": diag, "ratio": ratio})
     return spread, conf, diag, ratio
 
 
@@ -219,6 +219,8 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit", action="store_true", help="also fit the confidence parameters to the detector")
+    ap.add_argument("--data", nargs="+", default=None, metavar="SPEC",
+                    help="motion sources of the training samples (default: shared)")
     ap.add_argument("--before", action="store_true",
                     help="compare the previous confidence model (conf_width 1, scale 0.85-1, noise 0.05) too")
     args = ap.parse_args(argv)
@@ -227,7 +229,7 @@ def main(argv=None):
     from diffpose_ros.data.noise import NoiseConfig
 
     ds, dc, dd, ratio = detector_stats(seed=args.seed)
-    samples = training_samples(args.samples, args.seed)
+    samples = training_samples(args.samples, args.seed, args.data)
     configs = {"current": NoiseConfig()}
     if args.before:
         from diffpose_ros.data.dataset import LEGACY_NOISE
@@ -242,7 +244,7 @@ def main(argv=None):
         print(f"fitted: conf_width {cfg.conf_width}, conf_scale_range {cfg.conf_scale_range}, "
               f"conf_noise {cfg.conf_noise} (squared quantile error {loss:.4f})\n")
     det_kp, det_kc = detector_keypoints()
-    out["proportions"] = proportion_table(det_kp, det_kc, training_samples(4000, args.seed))
+    out["proportions"] = proportion_table(det_kp, det_kc, training_samples(4000, args.seed, args.data))
     stats = {}
     for name, cfg in configs.items():
         ts, tc, td = training_stats(cfg, samples, seed=args.seed, box_ratio=ratio)
