@@ -73,19 +73,38 @@ def test_save_load_roundtrip(tmp_path):
     assert torch.allclose(a, c)
 
 
+def test_any_n_and_aggregations(tmp_path):
+    """One sampler serves every N (the hypothesis count is init_noise's axis 1); the posterior-mean
+    aggregation is root-relative and differs from the hypotheses' mean."""
+    b = init_bundle(None, seed=5)
+    s = DiffPoseSampler(b, steps=3, n_hyp=2)
+    post = DiffPoseSampler(b, steps=3, n_hyp=2, aggregation="posterior")
+    for n in (1, 2, 7):
+        kp, noise, u = _inputs(2, False, n)
+        with torch.no_grad():
+            m, c, h = s(kp, noise, u)
+            mp, cp, hp = post(kp, noise, u)
+        assert h.shape == (2, n, 17, 3) and c.shape == (2, 17, 3, 3)
+        assert torch.allclose(m, h.mean(1), atol=1e-6) and torch.equal(h, hp) and torch.equal(c, cp)
+        assert torch.all(mp[:, 0] == 0) and not torch.allclose(mp, m)
+    with pytest.raises(ValueError, match="aggregation"):
+        DiffPoseSampler(b, aggregation="median")
+
+
 @pytest.mark.parametrize("model", ["frame", "temporal"])
 def test_onnx_export_matches_torch(tmp_path, model):
     ort = pytest.importorskip("onnxruntime")
     s = DiffPoseSampler(init_bundle(None, model=model, window=9, seed=4), steps=2, n_hyp=3)
     kp, noise, u = _inputs(2, s.temporal, 3)
     path = tmp_path / "s.onnx"
+    axes = {"keypoints": {0: "batch"}, "init_noise": {0: "batch", 1: "hyps"}, "kernel_u": {0: "batch", 1: "hyps"},
+            "mean": {0: "batch"}, "cov": {0: "batch"}, "hyps": {0: "batch", 1: "hyps"}}
     with torch.no_grad():
         torch.onnx.export(s, (kp, noise, u), str(path), input_names=["keypoints", "init_noise", "kernel_u"],
                           output_names=["mean", "cov", "hyps"], opset_version=17, dynamo=False,
-                          dynamic_axes={k: {0: "batch"} for k in ("keypoints", "init_noise", "kernel_u",
-                                                                  "mean", "cov", "hyps")})
+                          dynamic_axes=axes)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    kp5, n5, u5 = _inputs(5, s.temporal, 3, seed=9)  # other batch size than at export
+    kp5, n5, u5 = _inputs(5, s.temporal, 6, seed=9)  # other batch size and N than at export
     out = sess.run(None, {"keypoints": kp5.numpy(), "init_noise": n5.numpy(), "kernel_u": u5.numpy()})
     with torch.no_grad():
         ref = s(kp5, n5, u5)

@@ -76,6 +76,23 @@ def box_diagonal(box) -> np.ndarray:
     return np.hypot(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
 
 
+# A detector's person box reaches past the outermost keypoints (head top above the eyes, feet
+# below the ankles, hands past the wrists): about 15 % larger than the keypoints' extent.
+KEYPOINT_BOX_MARGIN = 1.15
+
+
+def keypoint_box_diagonal(keypoints, conf, min_conf: float = 0.3) -> np.ndarray:
+    """Box diagonal (px) from keypoints (...,J,2) alone, for callers that have no detector box
+    (the lifter, offline tools): the extent of the joints seen with conf >= min_conf (all joints
+    where fewer than two are), times KEYPOINT_BOX_MARGIN."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    seen = np.asarray(conf) >= min_conf
+    seen = np.where(seen.sum(-1, keepdims=True) >= 2, seen, True)
+    big = np.where(seen[..., None], kp, np.nan)
+    extent = np.nanmax(big, axis=-2) - np.nanmin(big, axis=-2)
+    return KEYPOINT_BOX_MARGIN * np.hypot(extent[..., 0], extent[..., 1])
+
+
 # ---------------------------------------------------------------- fitting (reproducible)
 
 def _perturbations(seed: int = 0):

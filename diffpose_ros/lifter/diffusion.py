@@ -70,6 +70,22 @@ def forward_diffuse(s0, k, abar, mu_c, xi):
     return mu_c + torch.sqrt(a) * (s0 - mu_c) + torch.sqrt(1 - a) * xi
 
 
+def kernel_draw(onehot, means, chol, eps):
+    """One draw per row from the chosen mixture kernels, root joint 0 (torch; exportable).
+
+    onehot (..., M) kernel indicator; means (M, 48), chol (M, 48, 48) Cholesky factors of the
+    kernel covariances (normalised state units); eps (..., 17, 3) standard normal (root unused).
+    Returns (mu_c, xi), each (..., 17, 3): the kernel mean and xi ~ N(0, Sigma_c).
+    """
+    m = means.shape[0]
+    mu_c = torch.matmul(onehot, means)  # (..., 48)
+    l_c = torch.matmul(onehot, chol.reshape(m, -1)).reshape(*onehot.shape[:-1], 48, 48)
+    xi = torch.matmul(l_c, eps[..., 1:, :].reshape(*eps.shape[:-2], 48, 1)).squeeze(-1)
+    zero = torch.zeros_like(eps[..., :1, :])
+    return (torch.cat([zero, mu_c.reshape(*mu_c.shape[:-1], 16, 3)], dim=-2),
+            torch.cat([zero, xi.reshape(*xi.shape[:-1], 16, 3)], dim=-2))
+
+
 def ddim_step(s_k, s0_hat, mu_c, abar_k: float, abar_next: float):
     """One deterministic (eta = 0) DDIM update from step k to k' < k with x0-prediction."""
     r_k, r0 = s_k - mu_c, s0_hat - mu_c

@@ -1,11 +1,16 @@
-"""High-level lifter shared by the offline tool (diffpose-lift) and the ROS node.
+"""High-level lifter shared by the offline tool (diffpose-lift), the evaluation and the ROS node.
 
 Lifter.lift(keypoints_px (P,17,2), conf (P,17), K (3,3), track_ids) -> LiftResult with absolute
-camera-frame positions and covariances (root uncertainty included), root-relative ones, the root
-and its covariance, and the N hypotheses. The network part is any `runner`
-(keypoints, init_noise, kernel_u) -> (mean, cov, hyps) in numpy, e.g. an ONNX/TensorRT session;
-by default the torch DiffPoseSampler. Noise comes from the lifter's own seeded numpy Generator so
-that every backend sees exactly the same random inputs.
+camera-frame positions and covariances, root-relative ones, the root and its covariance, and the
+N hypotheses. The network part is any `runner` (keypoints, init_noise, kernel_u) -> (mean, cov,
+hyps) in numpy, e.g. an ONNX/TensorRT session; by default the torch DiffPoseSampler. Noise comes
+from the lifter's own seeded numpy Generator so that every backend sees the same random inputs.
+
+After the runner: the root is placed by weighted least squares on the reprojection (the 2D
+uncertainty from the detector's fitted model, detector/uncertainty.py), every hypothesis is placed
+by its own root too (so the absolute covariance carries the pose-dependent root uncertainty and its
+correlation with each joint), and calibration.py turns the raw terms into the published
+covariances with the calibration of this (steps, N).
 """
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,19 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import camera
+from ..detector.uncertainty import keypoint_box_diagonal, keypoint_sigma_px
 from ..paths import WEIGHTS_DIR
 from ..skeleton import NUM_JOINTS
-from .initial import SIGMA_REL_RANGE, person_scale_2d
+from .calibration import CovarianceModel, absolute_hypothesis_cov, reprojection_score, select_entry
 from .model_io import load_bundle
-from .placement import normalise_px, place_root
+from .placement import place_hypotheses, place_root
 from .sampler import DiffPoseSampler
+
+AGGREGATIONS = ("sampler", "reprojection")
 
 
 @dataclass
 class LiftResult:
     positions: np.ndarray       # (P,17,3) absolute, camera frame, metres
     positions_rel: np.ndarray   # (P,17,3) root-relative
-    covariance: np.ndarray      # (P,17,3,3) absolute (relative + root covariance)
+    covariance: np.ndarray      # (P,17,3,3) absolute (root uncertainty, its correlation, body size)
     covariance_rel: np.ndarray  # (P,17,3,3)
     root: np.ndarray            # (P,3)
     root_cov: np.ndarray        # (P,3,3)
@@ -50,22 +59,47 @@ class TorchRunner:
         return tuple(o.numpy() for o in out)
 
 
+def sigma_2d_norm(kp_px, conf, K):
+    """Per-axis 2D keypoint std (P,J) in normalised image units, from the detector's model;
+    K (3,3) or one per person (P,3,3)."""
+    K = np.asarray(K, np.float64)
+    sigma_px = keypoint_sigma_px(conf, keypoint_box_diagonal(kp_px, conf))
+    return sigma_px / (0.5 * (K[..., 0, 0] + K[..., 1, 1]))[..., None]
+
+
+def select_by_reprojection(hyps, root, kp_norm):
+    """Per joint, the hypothesis whose reprojection at the placed root lies closest to the 2D
+    keypoint (D3DP's joint-wise selection; the root is our own estimate, never the truth)."""
+    pts = hyps + root[:, None, None]
+    z = np.maximum(pts[..., 2], 1e-3)
+    err = np.linalg.norm(pts[..., :2] / z[..., None] - kp_norm[:, None], axis=-1)  # (P,N,J)
+    best = err.argmin(axis=1)  # (P,J)
+    sel = np.take_along_axis(hyps, best[:, None, :, None], axis=1)[:, 0]
+    return sel - sel[:, :1]
+
+
 class Lifter:
     def __init__(self, weights_dir=None, steps: int = 5, n_hyp: int = 5, runner=None, seed: int = 0,
-                 forget_after: int = 30, size_sigma: float = 0.1):
-        """forget_after: a track not seen for this many lift() calls loses its buffer.
-        size_sigma: relative std of the person's true size versus the training skeleton. Monocular
-        depth scales with the assumed size (the training mocap has ONE skeleton, ~1.55 m tall), so
-        the root covariance gets size_sigma^2 * root root^T along the viewing ray."""
-        self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / "frame"
-        bundle = load_bundle(self.weights_dir)
+                 forget_after: int = 30, aggregation: str = "sampler", bundle=None):
+        """forget_after: a track not seen for this many lift() calls loses its temporal buffer.
+        aggregation: "sampler" (the pose the sampler returns: its configured mean) or
+        "reprojection" (joint-wise selection of the hypothesis that best explains the 2D).
+        bundle: an already loaded Bundle instead of weights_dir (evaluation of fresh models)."""
+        if bundle is None:
+            self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / "frame"
+            bundle = load_bundle(self.weights_dir)
+        else:
+            self.weights_dir = bundle.path
         self.temporal, self.window = bundle.temporal, bundle.window
+        self.shrinkage_n0 = float(bundle.config["covariance"]["shrinkage_n0"])
+        self.calibration = bundle.calibration or {}
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        self.aggregation = aggregation
         self.steps, self.n_hyp = int(steps), int(n_hyp)
-        self.conf_coef = bundle.prior.conf_coef.numpy().astype(np.float64)
         self.runner = runner if runner is not None else TorchRunner(DiffPoseSampler(bundle, steps, n_hyp))
         self.rng = np.random.default_rng(seed)
         self.forget_after = int(forget_after)
-        self.size_sigma = float(size_sigma)
         self._buffers = OrderedDict()  # track id -> [window array (T,17,3), last call index]
         self._calls = 0
 
@@ -73,11 +107,11 @@ class Lifter:
     def reset(self):
         self._buffers.clear()
 
-    def sigma_norm(self, kp_norm, conf):
-        """Per-axis 2D std (normalised units) of each keypoint from its confidence."""
-        c = self.conf_coef
-        rel = np.clip(np.exp(c[0] + c[1] * conf + c[2] * conf * conf), *SIGMA_REL_RANGE)
-        return rel * person_scale_2d(kp_norm, conf)[:, None]
+    @property
+    def covariance_model(self) -> CovarianceModel:
+        """The calibration of the current (steps, N); `.key` says which entry (None: none)."""
+        entry, key = select_entry(self.calibration, self.steps, self.n_hyp)
+        return CovarianceModel(entry, key)
 
     def _windows(self, frames, track_ids):
         """(P,T,17,3) causal windows; updates the per-track ring buffers."""
@@ -124,19 +158,39 @@ class Lifter:
             return LiftResult(z3, z3, z33, z33, np.zeros((0, 3)), np.zeros((0, 3, 3)),
                               np.zeros((0, N, NUM_JOINTS, 3)))
         conf = np.clip(conf, 0.0, 1.0)
-        kn = normalise_px(kp, K)
+        kn = camera.normalize(kp, K)
         frames = np.concatenate([kn, conf[..., None]], -1).astype(np.float32)
         net_in = self._windows(frames, track_ids) if self.temporal else frames
         noise = self.rng.standard_normal((P, N, NUM_JOINTS, 3)).astype(np.float32)
         u = self.rng.random((P, N)).astype(np.float32)
-        mean, cov, hyps = (np.asarray(a, np.float64) for a in self.runner(net_in, noise, u))
-        if not (np.isfinite(mean).all() and np.isfinite(cov).all() and np.isfinite(hyps).all()):
+        mean, hyp_cov, hyps = (np.asarray(a, np.float64) for a in self.runner(net_in, noise, u))
+        if not (np.isfinite(mean).all() and np.isfinite(hyp_cov).all() and np.isfinite(hyps).all()):
             raise RuntimeError("lifter network produced NaN/inf; check the runner / weights "
                                f"({self.weights_dir})")
-        root, root_cov = place_root(kn, self.sigma_norm(kn, conf), mean, cov)
-        root_cov = root_cov + self.size_sigma ** 2 * root[:, :, None] * root[:, None, :]
-        cov_abs = cov + root_cov[:, None]
-        pos = mean + root[:, None]
-        if not (np.isfinite(root).all() and np.isfinite(root_cov).all()):
+        return self.compose(kn, sigma_2d_norm(kp, conf, K), conf, mean, hyp_cov, hyps)
+
+    def compose(self, kn, sigma_n, conf, mean, hyp_cov, hyps) -> LiftResult:
+        """Placement and published covariances from the sampler's raw outputs (numpy)."""
+        t = self.raw_terms(kn, sigma_n, conf, mean, hyp_cov, hyps)
+        model = self.covariance_model
+        cov_rel = model.relative(t["hyp_cov"], t["pose"], t["chi"])
+        cov_abs = model.absolute(t["hyp_cov_abs"], t["cov_t2d"], t["positions"], t["chi"])
+        return LiftResult(t["positions"], t["pose"], cov_abs, cov_rel, t["root"], cov_abs[:, 0], hyps)
+
+    def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps) -> dict:
+        """Everything calibration.py combines: the pose (after aggregation), its root and the 2D
+        part of the root's covariance, the hypotheses' relative and absolute covariances, and
+        how well the placed pose reprojects onto its keypoints (chi)."""
+        root, cov_t2d = place_root(kn, sigma_n, mean, hyp_cov)
+        if self.aggregation == "reprojection":
+            mean = select_by_reprojection(hyps, root, kn)
+            root, cov_t2d = place_root(kn, sigma_n, mean, hyp_cov)
+        if not (np.isfinite(root).all() and np.isfinite(cov_t2d).all()):
             raise RuntimeError("root placement produced NaN/inf (degenerate 2D keypoints?)")
-        return LiftResult(pos, mean, cov_abs, cov, root, root_cov, hyps)
+        n = hyps.shape[1]
+        lam = self.shrinkage_n0 / (max(n - 1, 0) + self.shrinkage_n0)
+        roots = place_hypotheses(kn, sigma_n, hyps, hyp_cov)
+        pos = mean + root[:, None]
+        return {"pose": mean, "root": root, "positions": pos, "cov_t2d": cov_t2d, "hyp_cov": hyp_cov,
+                "hyp_cov_abs": absolute_hypothesis_cov(hyp_cov, hyps, roots, lam),
+                "chi": reprojection_score(pos, kn, sigma_n, conf)}

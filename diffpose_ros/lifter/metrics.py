@@ -48,10 +48,20 @@ def best_of_n(hyps, gt):
 
 
 def mahalanobis_sq(err, cov):
-    """(S, J) e^T Sigma^-1 e for errors (S, J, 3) and covariances (S, J, 3, 3)."""
-    err = np.asarray(err, np.float64)
-    sol = np.linalg.solve(np.asarray(cov, np.float64), err[..., None])[..., 0]
-    return (err * sol).sum(-1)
+    """(...) e^T Sigma^-1 e for errors (..., 3) and covariances (..., 3, 3).
+
+    The 3x3 inverse by cofactors, vectorised: the calibration fit evaluates this thousands of
+    times on ~10^5 matrices, where a LAPACK call per matrix is 50x slower."""
+    e = np.asarray(err, np.float64)
+    c = np.asarray(cov, np.float64)
+    a, b, cc = c[..., 0, 0], c[..., 0, 1], c[..., 0, 2]
+    d, ee, f = c[..., 1, 1], c[..., 1, 2], c[..., 2, 2]
+    c00, c01, c02 = d * f - ee * ee, cc * ee - b * f, b * ee - cc * d
+    c11, c12, c22 = a * f - cc * cc, b * cc - a * ee, a * d - b * b
+    det = a * c00 + b * c01 + cc * c02
+    x, y, z = e[..., 0], e[..., 1], e[..., 2]
+    q = (c00 * x * x + c11 * y * y + c22 * z * z + 2 * (c01 * x * y + c02 * x * z + c12 * y * z))
+    return q / det
 
 
 def coverage(d2, levels=LEVELS, skip_root=True):

@@ -2,9 +2,10 @@
 
 Files in a DiffPose bundle directory:
   config.json       architecture, diffusion schedule, covariance settings
-  model.pt          state dicts of encoder, prior (sigma map) and denoiser (torch.load weights_only)
+  model.pt          state dicts of encoder, scale (the residual scale sigma) and denoiser
+                    (torch.load weights_only)
   gmm.npz           mixture {weights (M,), means (M,48), covs (M,48,48)} of H_K (normalised units)
-  calibration.json  per-joint covariance scales fitted on the validation split
+  calibration.json  covariance calibration per (steps, N), fitted on held-out clips (calibration.py)
 A baseline bundle has config.json (model = "baseline") and model.pt only.
 """
 import copy
@@ -19,25 +20,27 @@ import torch
 
 from .denoiser import Denoiser
 from .encoder import build_encoder
-from .initial import PosePrior
+from .initial import ResidualScale
 
 DEFAULT_CONFIG = {
     "format": "diffpose_ros-lifter",
-    "version": 1,
+    "version": 2,
     "model": "frame",
     "window": 1,
     "encoder": {"hidden": 96, "layers": 3, "heads": 4, "cheb_k": 3, "temporal_hidden": 64},
-    "denoiser": {"hidden": 96, "layers": 3, "heads": 4, "cheb_k": 3, "step_dim": 64},
+    "denoiser": {"hidden": 96, "layers": 3, "heads": 4, "cheb_k": 3, "step_dim": 64, "loss": "mse"},
     "diffusion": {"n_steps": 50, "schedule": "cosine"},
+    "sampling": {"start_step": 50, "aggregation": "mean"},
     "covariance": {"shrinkage_n0": 2.0, "floor_m": 0.005},
 }
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Bundle:
     config: dict
     encoder: torch.nn.Module
-    prior: PosePrior
+    scale: ResidualScale
     denoiser: torch.nn.Module = None
     gmm: dict = None          # numpy arrays: weights, means, covs
     calibration: dict = field(default_factory=dict)
@@ -70,7 +73,7 @@ def build_modules(cfg: dict):
     enc = build_encoder(cfg["encoder"], cfg["model"] == "temporal", cfg["window"])
     den = Denoiser(context_dim=cfg["encoder"]["hidden"], n_steps=cfg["diffusion"]["n_steps"],
                    **cfg["denoiser"])
-    return enc, PosePrior(), den
+    return enc, ResidualScale(), den
 
 
 def identity_gmm(n_components=5, dim=48, seed=0) -> dict:
@@ -84,8 +87,8 @@ def init_bundle(out_dir=None, model="frame", window=27, seed=0, **overrides) -> 
     """A freshly initialised (untrained) bundle, saved to out_dir if given (for export tests)."""
     torch.manual_seed(seed)
     cfg = make_config(model, window, **overrides)
-    enc, prior, den = build_modules(cfg)
-    b = Bundle(cfg, enc, prior, den, identity_gmm(), {})
+    enc, scale, den = build_modules(cfg)
+    b = Bundle(cfg, enc, scale, den, identity_gmm(), {})
     if out_dir is not None:
         save_bundle(b, out_dir)
     return b
@@ -114,7 +117,7 @@ def save_json(obj, path):
 def save_bundle(b: Bundle, out_dir) -> Path:
     out = Path(out_dir)
     save_json(b.config, out / "config.json")
-    state = {"encoder": b.encoder.state_dict(), "prior": b.prior.state_dict()}
+    state = {"encoder": b.encoder.state_dict(), "scale": b.scale.state_dict()}
     if b.denoiser is not None:
         state["denoiser"] = b.denoiser.state_dict()
     _atomic_write(out / "model.pt", lambda tmp: torch.save(state, tmp))
@@ -136,11 +139,14 @@ def load_bundle(weights_dir) -> Bundle:
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("model") == "baseline":
             raise ValueError(f"{d} holds a baseline model; load it with baseline.load_baseline")
-        enc, prior, den = build_modules(cfg)
+        if cfg.get("version") != FORMAT_VERSION:
+            raise ValueError(f"format version {cfg.get('version')} (this code reads version "
+                             f"{FORMAT_VERSION}); retrain with diffpose-train")
+        enc, scale, den = build_modules(cfg)
         current = d / "model.pt"
         state = torch.load(current, map_location="cpu", weights_only=True)
         enc.load_state_dict(state["encoder"])
-        prior.load_state_dict(state["prior"])
+        scale.load_state_dict(state["scale"])
         if "denoiser" in state:
             den.load_state_dict(state["denoiser"])
         else:
@@ -157,7 +163,7 @@ def load_bundle(weights_dir) -> Bundle:
     except Exception as err:
         raise ValueError(f"corrupt or incompatible lifter weights file {current}: "
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
-    for m in (enc, prior, den):
+    for m in (enc, scale, den):
         if m is not None:
             m.eval()
-    return Bundle(cfg, enc, prior, den, gmm, cal, d)
+    return Bundle(cfg, enc, scale, den, gmm, cal, d)

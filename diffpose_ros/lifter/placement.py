@@ -9,12 +9,17 @@ the equations are LINEAR in T:
 Each row's error is sigma_u,j (Z + z_j) (2D noise scaled by depth) plus the pose error terms
 (x_j - u_j z_j); we weight rows by the inverse of that variance (re-estimated with the current Z,
 a few fixed iterations) and take cov(T) = (A^T W A)^-1 from the normal equations.
+Robust: a detector's gross errors (a missed joint answered somewhere in the box, a swapped limb)
+are far outside any sigma a confidence predicts, and one of them would drag the root by metres.
+So each iteration also reweights every joint by the Cauchy weight 1 / (1 + r_j^2 / (2 c^2)) of
+its normalised residual r_j (c = ROBUST_C): iteratively reweighted least squares.
 Caveat: pose errors are treated as independent between joints, so a systematic size error of the
 pose (e.g. a person much smaller than the training skeleton) is not in cov(T).
 """
 import numpy as np
 
 MIN_DEPTH = 0.1  # metres; a person cannot be closer than this to the camera centre
+ROBUST_C = 2.5   # Cauchy scale in units of the predicted std (95 % efficiency for Gaussian residuals)
 
 
 def normalise_px(kp_px: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -23,7 +28,7 @@ def normalise_px(kp_px: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([(kp_px[..., 0] - K[0, 2]) / K[0, 0], (kp_px[..., 1] - K[1, 2]) / K[1, 1]], -1)
 
 
-def place_root(kp_norm, sigma_norm, pose_rel, cov_rel=None, n_iter: int = 3):
+def place_root(kp_norm, sigma_norm, pose_rel, cov_rel=None, n_iter: int = 6):
     """Weighted least-squares root translation.
 
     kp_norm (P,J,2) normalised 2D keypoints; sigma_norm (P,J) per-axis 2D std (normalised units);
@@ -54,13 +59,29 @@ def place_root(kp_norm, sigma_norm, pose_rel, cov_rel=None, n_iter: int = 3):
         pose_var = np.zeros((P, J, 2))
     A, b = A.reshape(P, 2 * J, 3), b.reshape(P, 2 * J)
     depth = np.full((P, J), 3.0)  # initial guess only sets the relative weights
+    robust = np.ones((P, J))
     for _ in range(n_iter):
         var = (sig * depth)[..., None] ** 2 + pose_var + 1e-12  # (P, J, 2)
-        w = 1.0 / var.reshape(P, 2 * J)
+        w = (robust[..., None] / var).reshape(P, 2 * J)
         ata = np.einsum("pri,pr,prj->pij", A, w, A) + 1e-9 * np.eye(3)
         atb = np.einsum("pri,pr,pr->pi", A, w, b)
         root = np.linalg.solve(ata, atb[..., None])[..., 0]
         root[:, 2] = np.maximum(root[:, 2], MIN_DEPTH)
         depth = np.maximum(root[:, None, 2] + p[..., 2], MIN_DEPTH)
+        r2 = ((np.einsum("pri,pi->pr", A, root) - b).reshape(P, J, 2) ** 2 / var).sum(-1) / 2
+        robust = 1.0 / (1.0 + r2 / (2 * ROBUST_C ** 2))
     cov = np.linalg.inv(ata)
     return root, 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def place_hypotheses(kp_norm, sigma_norm, hyps, cov_rel=None):
+    """Each hypothesis placed by its own root: (P,J,2), (P,J), hyps (P,N,J,3) -> roots (P,N,3).
+
+    The spread of these roots is the root uncertainty that comes from the pose (a bigger or
+    deeper-bent hypothesis lands further away), and it is correlated with each joint's."""
+    hyps = np.asarray(hyps, np.float64)
+    p, n = hyps.shape[:2]
+    rep = lambda x: np.repeat(np.asarray(x, np.float64)[:, None], n, axis=1).reshape(p * n, *np.shape(x)[1:])  # noqa: E731
+    roots, _ = place_root(rep(kp_norm), rep(sigma_norm), hyps.reshape(p * n, *hyps.shape[2:]),
+                          None if cov_rel is None else rep(cov_rel))
+    return roots.reshape(p, n, 3)

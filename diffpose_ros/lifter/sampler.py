@@ -1,14 +1,23 @@
-"""DiffPoseSampler: the whole test-time pipeline as one deterministic torch module (ONNX export).
+"""DiffPoseSampler: the network part of the test-time pipeline as one deterministic torch module
+(exported once per (weights, steps) to ONNX / TensorRT).
 
 forward(keypoints, init_noise, kernel_u) -> mean (B,17,3), cov (B,17,3,3), hyps (B,N,17,3)
   keypoints  (B,17,3) frame model or (B,T,17,3) temporal: (x_norm, y_norm, conf), last = newest
   init_noise (B,N,17,3) standard normal (root entries unused): the H_K draw of each hypothesis
   kernel_u   (B,N) uniform [0,1): mixture-kernel choice per hypothesis (cumsum comparison)
-All outputs root-relative, camera frame, metres; cov is calibrated.
+All outputs root-relative, camera frame, metres. `cov` is the per-joint covariance of the
+hypotheses shrunk toward the H_K prior, NOT calibrated: the calibration depends on (steps, N) and
+on the person's placement, and is applied by the Lifter (calibration.py), so that one graph serves
+every N. N is the size of init_noise's axis 1 and may change from call to call.
 
-Only static control flow: the DDIM loop is unrolled over a fixed list of steps, kernels are
-selected with one-hot masks, and there is no random op inside (eta = 0), so equal inputs give equal
-outputs and the graph exports to ONNX with a dynamic batch dimension.
+The chain (diffusion.py): each hypothesis starts at step k0 = `start_step` of the GMM forward
+process from the encoder's estimate (s = 0): s_k0 = (1 - sqrt(abar_k0)) mu_c + sqrt(1 - abar_k0) xi.
+k0 = K is the paper's full chain from H_K; a smaller k0 is the public code's small-noise start.
+Then `steps` deterministic DDIM calls (eta = 0). `mean` is chosen by `aggregation`:
+  * "mean": the mean of the N final hypotheses (the paper);
+  * "posterior": the mean of the N first x0-predictions, i.e. the denoiser's estimate of
+    E[pose | 2D] (its MMSE estimate) without the Monte-Carlo noise of averaging N posterior draws.
+Only static control flow and no random op inside, so equal inputs give equal outputs.
 """
 from pathlib import Path
 
@@ -17,90 +26,73 @@ import torch
 from torch import nn
 
 from ..skeleton import NUM_JOINTS
-from .diffusion import ddim_step, ddim_timesteps, make_schedule
+from .diffusion import ddim_step, ddim_timesteps, kernel_draw, make_schedule
+from .encoder import normalise_2d
+from .gmm import GMM
 from .model_io import Bundle, load_bundle
 
-D_STATE = (NUM_JOINTS - 1) * 3
+AGGREGATIONS = ("mean", "posterior")
 
 
-def calibration_key(steps: int, n_hyp: int, start_step: int = None, n_steps: int = None) -> str:
-    key = f"s{steps}_n{n_hyp}"
-    return key if start_step is None or start_step == n_steps else f"{key}_k{start_step}"
-
-
-def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float, n: int = None):
-    """Per-joint 3x3 covariance: shrink the sample covariance of N hypotheses toward the
-    prior (H_K) covariance, weight n0 / (N - 1 + n0) (N = 1 -> prior only), plus floor^2 I."""
-    n = hyps.shape[1] if n is None else n  # a python int keeps the exported graph static
+def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float):
+    """Per-joint 3x3 covariance: shrink the sample covariance of the N hypotheses (B,N,17,3)
+    toward the prior (H_K) covariance with weight n0 / (N - 1 + n0) (N = 1 -> prior only), plus
+    floor^2 I. N is read from the tensor (no python int), so an exported graph takes any N."""
     mean = hyps.mean(dim=1)
     d = hyps - mean.unsqueeze(1)
-    sample = torch.matmul(d.permute(0, 2, 3, 1), d.permute(0, 2, 1, 3)) / max(n - 1, 1)  # (B,J,3,3)
-    lam = n0 / (max(n - 1, 0) + n0)
+    dof = torch.ones_like(hyps[:, :, :1, :1]).sum(dim=1, keepdim=True) - 1.0  # (B,1,1,1) = N - 1
+    sample = torch.matmul(d.permute(0, 2, 3, 1), d.permute(0, 2, 1, 3)) / dof.clamp(min=1.0)
+    lam = n0 / (dof + n0)
     eye = torch.eye(3, dtype=hyps.dtype, device=hyps.device)
     return mean, (1 - lam) * sample + lam * prior_cov + (floor ** 2) * eye
 
 
 class DiffPoseSampler(nn.Module):
-    def __init__(self, bundle: Bundle, steps: int = 5, n_hyp: int = 5, start_step: int = None):
-        """start_step: diffusion step the chain starts from (default: the bundle's
-        config["sampling"]["start_step"], else K = the paper's full chain from H_K). A smaller
-        value starts from the encoder estimate partially noised (SDEdit-like, the public code's
-        regime): smaller hypothesis spread, closer to the encoder."""
+    def __init__(self, bundle: Bundle, steps: int = 5, n_hyp: int = 5, start_step: int = None,
+                 aggregation: str = None):
+        """start_step / aggregation: default from the bundle's config["sampling"]. n_hyp is only
+        the default N of callers (the graph takes any N)."""
         super().__init__()
         if bundle.denoiser is None or bundle.gmm is None:
-            raise ValueError("bundle has no trained denoiser / GMM; run diffpose-train and diffpose-fit-gmm")
+            raise ValueError("bundle has no trained denoiser / GMM; run diffpose-train")
         if n_hyp < 1:
             raise ValueError(f"n_hyp must be >= 1, got {n_hyp}")
         cfg = bundle.config
-        self.encoder, self.prior, self.denoiser = bundle.encoder, bundle.prior, bundle.denoiser
+        sampling = cfg.get("sampling", {})
+        self.encoder, self.scale, self.denoiser = bundle.encoder, bundle.scale, bundle.denoiser
         self.temporal = bool(bundle.temporal)
         self.window = int(bundle.window)
         self.steps, self.n_hyp = int(steps), int(n_hyp)
         n_diff = cfg["diffusion"]["n_steps"]
         abar = make_schedule(n_diff, cfg["diffusion"]["schedule"])
-        if start_step is None:
-            start_step = cfg.get("sampling", {}).get("start_step", n_diff)
+        start_step = sampling.get("start_step", n_diff) if start_step is None else start_step
         if not 1 <= start_step <= n_diff:
             raise ValueError(f"start_step must be in [1, {n_diff}], got {start_step}")
         self.start_step = int(start_step)
+        self.aggregation = aggregation or sampling.get("aggregation", "mean")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         ks = ddim_timesteps(self.start_step, min(self.steps, self.start_step))
         self.plan = [(k, float(abar[k]), float(abar[k2])) for k, k2 in zip(ks[:-1], ks[1:])]
-        # s_k0 = mu_c + sqrt(abar)(s_init - mu_c) + sqrt(1 - abar) xi with s_init = 0 (= mu_enc)
         self.start_mean = float(1 - np.sqrt(abar[ks[0]]))
         self.start_scale = float(np.sqrt(1 - abar[ks[0]]))
-        g = bundle.gmm
-        w = np.asarray(g["weights"], np.float64)
-        w = w / w.sum()
+        g = GMM(**{k: np.asarray(bundle.gmm[k], np.float64) for k in ("weights", "means", "covs")})
+        w = g.weights / g.weights.sum()
         cum = np.cumsum(w)
         lo, hi = np.concatenate([[0.0], cum[:-1]]), cum.copy()
         hi[-1] = 2.0  # u in [0,1) always lands in some kernel despite rounding
         self.register_buffer("k_lo", torch.tensor(lo, dtype=torch.float32))
         self.register_buffer("k_hi", torch.tensor(hi, dtype=torch.float32))
-        covs = np.asarray(g["covs"], np.float64)
-        self.register_buffer("g_means", torch.tensor(g["means"], dtype=torch.float32))
-        self.register_buffer("g_chol", torch.tensor(np.linalg.cholesky(covs), dtype=torch.float32))
+        self.register_buffer("g_means", torch.tensor(g.means, dtype=torch.float32))
+        self.register_buffer("g_chol", torch.tensor(g.chol, dtype=torch.float32))
         # prior covariance of each joint in normalised units (3x3 blocks of the mixture covariance)
-        mean = w @ g["means"]
-        dm = g["means"] - mean
-        full = np.einsum("m,mij->ij", w, covs + dm[:, :, None] * dm[:, None, :])
+        _, full = g.mixture_moments()
         blocks = np.zeros((NUM_JOINTS, 3, 3))
         for j in range(1, NUM_JOINTS):
             blocks[j] = full[3 * (j - 1):3 * j, 3 * (j - 1):3 * j]
         self.register_buffer("prior_blocks", torch.tensor(blocks, dtype=torch.float32))
         cov_cfg = cfg["covariance"]
         self.n0, self.floor = float(cov_cfg["shrinkage_n0"]), float(cov_cfg["floor_m"])
-        cal = bundle.calibration or {}
-        self.cal_key = calibration_key(self.steps, self.n_hyp, self.start_step, n_diff)
-        entry = cal.get(self.cal_key)
-        # which calibration is used: the exact setting's, else the default setting's (an
-        # approximation: fewer steps / other N change the spread), else none
-        self.calibration_source = self.cal_key if entry is not None else None
-        if entry is None and self.start_step == cal.get("default", {}).get("start_step", n_diff):
-            entry = cal.get("default")
-            self.calibration_source = "default" if entry is not None else None
-        scale = np.ones(NUM_JOINTS) if entry is None else np.asarray(entry["var_scale"], np.float64)
-        self.calibrated = entry is not None
-        self.register_buffer("var_scale", torch.tensor(scale, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.eval()
 
     def kernel_onehot(self, kernel_u):  # (B, N) -> (B, N, M) float
@@ -110,31 +102,32 @@ class DiffPoseSampler(nn.Module):
     def forward(self, keypoints, init_noise, kernel_u):
         feat, mu = self.encoder(keypoints)
         kp_last = keypoints[:, -1] if self.temporal else keypoints
-        sigma = self.prior(kp_last)  # (B, 17, 3) metres
-        b, n = init_noise.shape[0], init_noise.shape[1]
-        onehot = self.kernel_onehot(kernel_u)  # (B, N, M)
-        m_c = torch.matmul(onehot, self.g_means)  # (B, N, 48)
-        chol = torch.matmul(onehot, self.g_chol.reshape(self.g_chol.shape[0], -1))
-        chol = chol.reshape(b, n, D_STATE, D_STATE)
-        eps = init_noise[:, :, 1:].reshape(b, n, D_STATE, 1)
-        xi = torch.matmul(chol, eps).squeeze(-1)  # (B, N, 48) ~ N(0, Sigma_c)
-        zero = torch.zeros_like(init_noise[:, :, :1]).reshape(b * n, 1, 3)
-        m_c = torch.cat([zero, m_c.reshape(b * n, NUM_JOINTS - 1, 3)], dim=1)  # (B*N, 17, 3)
-        s = self.start_mean * m_c + self.start_scale * torch.cat([zero, xi.reshape(b * n, NUM_JOINTS - 1, 3)], dim=1)
+        feats_2d, _ = normalise_2d(kp_last)
+        sigma = self.scale(kp_last)  # (B, 17, 3) metres
+        n = init_noise.shape[1]
+        m_c, xi = kernel_draw(self.kernel_onehot(kernel_u), self.g_means, self.g_chol, init_noise)
+        m_c, xi = m_c.flatten(0, 1), xi.flatten(0, 1)  # (B*N, 17, 3)
+        s = self.start_mean * m_c + self.start_scale * xi
 
-        def rep(x):  # (B, ...) -> (B*N, ...)
-            return x.unsqueeze(1).expand(b, n, *x.shape[1:]).reshape(b * n, *x.shape[1:])
+        def rep(x):  # (B, ...) -> (B*N, ...), hypothesis-major within each person
+            return x.unsqueeze(1).expand(x.shape[0], n, *x.shape[1:]).flatten(0, 1)
 
-        feat_r, mu_r, sig_r = rep(feat), rep(mu), rep(sigma)
+        feat_r, mu_r, sig_r, f2d_r = rep(feat), rep(mu), rep(sigma), rep(feats_2d)
+        zero = torch.zeros_like(m_c[:, :1])
+        first = None
         for k, a_k, a_next in self.plan:  # unrolled: fixed number of denoiser calls
-            s0_hat = self.denoiser(s, k, feat_r, mu_r, sig_r)
+            s0_hat = self.denoiser(s, k, feat_r, mu_r, sig_r, f2d_r, m_c)
             s0_hat = torch.cat([zero, s0_hat[:, 1:]], dim=1)
+            first = s0_hat if first is None else first
             s = ddim_step(s, s0_hat, m_c, a_k, a_next)
-        hyps = (mu_r + sig_r * s).reshape(b, n, NUM_JOINTS, 3)
+        shape = (-1, n, NUM_JOINTS, 3)
+        hyps = (mu_r + sig_r * s).reshape(shape)
         hyps = hyps - hyps[:, :, :1]
         prior_cov = sigma.unsqueeze(-1) * self.prior_blocks * sigma.unsqueeze(-2)  # (B,17,3,3)
-        mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor, self.n_hyp)
-        cov = cov * self.var_scale
+        mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor)
+        if self.aggregation == "posterior":
+            post = (mu_r + sig_r * first).reshape(shape).mean(dim=1)
+            mean = post - post[:, :1]
         return mean, 0.5 * (cov + cov.transpose(-1, -2)), hyps
 
 

@@ -1,7 +1,9 @@
-"""diffpose-calibrate: fit per-joint covariance scales on the VALIDATION split so that the nominal
-50 / 90 / 95 % chi^2(3) ellipsoids hold that share of the true joints; stores them in
-<weights>/calibration.json under the key s<steps>_n<n_hyp> ("default" for the first pair given).
-Prints coverage before and after.
+"""diffpose-calibrate: fit the covariance calibration (lifter/calibration.py) of a bundle on its
+validation clips (which it never trained on; bodies of 1.25 to 2.15 m, tools/common.py
+CALIBRATION_HEIGHTS), for a grid of (DDIM steps, hypotheses N), and store
+it in <weights>/calibration.json under the keys s<steps>_n<N>. A (steps, N) outside the grid uses
+the nearest calibrated setting (the node reports which one in /diagnostics). diffpose-train runs
+this as its last stage; run it alone after changing a bundle's sampling settings.
 """
 import argparse
 import json
@@ -13,61 +15,69 @@ import numpy as np
 import torch
 
 from ..paths import WEIGHTS_DIR
+from . import common
+
+DEFAULT_STEPS = (1, 2, 5, 10)
+DEFAULT_N = (2, 5, 10, 20)
+MAX_SAMPLES = 4000
+EVALS_PER_SETTING = 200_000  # denoiser calls: expensive settings are fitted on fewer samples (>= 1000)
+
+
+def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_samples: int = MAX_SAMPLES,
+                     log=print) -> dict:
+    """Fit every (steps, N) of the grid on `val` (a fixed set) and store the entries in
+    bundle.calibration; returns a report {key: coverages}."""
+    from ..lifter.calibration import calibration_key, fit_calibration
+    from ..lifter.evaluation import lift_set
+    report = {}
+    for steps in steps_list:
+        for n in n_list:
+            t0 = time.time()
+            d = common.subset(val, min(max_samples, max(1000, EVALS_PER_SETTING // (steps * n))), seed)
+            gt_rel = d["pose3d"]
+            gt_abs = d["pose3d"] + d["root"][:, None]
+            raw = lift_set(bundle, d, steps, n, seed=seed)
+            entry = fit_calibration(raw["pose"] - gt_rel, raw["hyp_cov"], raw["pose"],
+                                    raw["positions"] - gt_abs, raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"],
+                                    raw["chi"])
+            entry.update({"steps": int(steps), "n_hyp": int(n), "fitted_on": "val clips"})
+            key = calibration_key(steps, n)
+            bundle.calibration[key] = entry
+            report[key] = {k: entry[k] for k in ("coverage_rel_before", "coverage_rel_after", "coverage_abs_after",
+                                                 "size_var_rel", "size_var_abs", "root_2d_scale",
+                                                 "inflation_gamma")}
+            log(f"[calibrate] {key}: rel 90 % {entry['coverage_rel_before']['0.90']:.3f} -> "
+                f"{entry['coverage_rel_after']['0.90']:.3f}, abs 90 % {entry['coverage_abs_after']['0.90']:.3f} "
+                f"(size std rel {np.sqrt(entry['size_var_rel']):.3f}, abs {np.sqrt(entry['size_var_abs']):.3f}, "
+                f"inflation gamma {entry['inflation_gamma']:.1f}; "
+                f"{time.time() - t0:.0f} s)")
+    return report
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
-    p.add_argument("--steps", type=int, nargs="+", default=[5], help="DDIM steps (first = default)")
-    p.add_argument("--n-hyp", type=int, nargs="+", default=[5], help="hypotheses (first = default)")
-    p.add_argument("--start-step", type=int, nargs="+", default=[None],
-                   help="chain start step(s) (default: the bundle's; K = full chain from H_K)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--max-samples", type=int, default=4000)
-    p.add_argument("--keep-default", action="store_true",
-                   help="do not replace the 'default' entry nor its setting's key (adding sweep settings)")
-    p.add_argument("--global-scale", action="store_true", help="one scale for all joints")
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--limit-clips", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS))
+    p.add_argument("--n-hyp", type=int, nargs="+", default=list(DEFAULT_N))
+    p.add_argument("--max-samples", type=int, default=MAX_SAMPLES)
+    p.add_argument("--replace", action="store_true", help="drop the entries not refitted now")
+    common.add_data_args(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from ..lifter import training as T
-    from ..lifter.calibration import fit_calibration
-    from ..lifter.metrics import mahalanobis_sq
     from ..lifter.model_io import load_bundle, save_json
-    from ..lifter.sampler import DiffPoseSampler, calibration_key
     t0 = time.time()
     b = load_bundle(args.weights)
-    stride = args.stride or b.config.get("data", {}).get("stride", 3)
-    d = T.load_split(args.split, stride, args.limit_clips, args.seed)
-    inp = T.Inputs(d, b.window)
-    idx = np.random.default_rng(args.seed).permutation(len(inp))[:args.max_samples]
-    gt = d["pose3d"][idx]
-    old = dict(b.calibration or {})
-    b.calibration = {}  # sample uncalibrated
-    new = {}
-    combos = [(k0, st, n) for k0 in args.start_step for st in args.steps for n in args.n_hyp]
-    for c, (k0, steps, n) in enumerate(combos):
-            s = DiffPoseSampler(b, steps, n, start_step=k0)
-            if args.keep_default and s.cal_key in old and old.get("default", {}).get("n_samples", 0) >= len(idx) \
-                    and s.cal_key == calibration_key(old["default"]["steps"], old["default"]["n_hyp"],
-                                                     old["default"]["start_step"], b.config["diffusion"]["n_steps"]):
-                print(f"{s.cal_key}: keeping the default setting's calibration")
-                continue
-            mean, cov, _ = T.run_sampler(s, inp, idx, seed=args.seed)
-            res = fit_calibration(mahalanobis_sq(mean - gt, cov), per_joint=not args.global_scale)
-            res.update({"steps": steps, "n_hyp": n, "start_step": s.start_step, "split": args.split})
-            new[s.cal_key] = res
-            if c == 0 and not (args.keep_default and "default" in old):
-                new["default"] = res
-            print(f"start {s.start_step} steps {steps} N {n}: coverage before {res['coverage_before']} -> after "
-                  f"{res['coverage_after']} (global scale {res['global_scale']:.3f})", flush=True)
-    old.update(new)
-    save_json(old, Path(args.weights) / "calibration.json")
-    print(json.dumps({"wall_time_s": time.time() - t0, "n_samples": int(len(idx)), "keys": list(new)}))
+    data_cfg = common.bundle_data_config(b)
+    bank = common.load_bank(data_cfg)
+    splits = common.splits_for(bank, data_cfg)
+    val = common.held_out_draws(bank, splits["val"], b.window, common.VAL_SAMPLES, args.seed + 1, data_cfg,
+                                common.CALIBRATION_HEIGHTS)
+    if args.replace:
+        b.calibration = {}
+    report = calibrate_bundle(b, val, args.steps, args.n_hyp, args.seed, args.max_samples)
+    save_json(b.calibration, Path(args.weights) / "calibration.json")
+    print(json.dumps({"wall_time_s": time.time() - t0, "keys": list(report)}))
     return 0
 
 

@@ -1,12 +1,23 @@
-"""diffpose-evaluate: accuracy and uncertainty quality of lifter bundles on held-out data.
+"""diffpose-evaluate: accuracy and uncertainty of lifter bundles on motion they never trained on.
 
-Data: the test split of the shared BVH mocap (or any BVH folder with --mocap-dir/--skeleton-map)
-with detector-like 2D noise, or Human3.6M via --h36m-3d [--h36m-2d] (diffpose_ros.data.h36m).
-For each DiffPose bundle: the context encoder alone, the default sampler setting (first --steps,
-first --n-hyp) on all samples, and the N x steps sweep on a subset (--sweep-samples). Metrics:
-MPJPE, PA-MPJPE, per-joint errors, best-of-N, hypothesis spread, coverage of the 50/90/95 %
-ellipsoids before/after calibration, Gaussian NLL. --baseline adds the Martinez MLP and the
-DiffPose/baseline ratio. Writes a JSON summary and a PNG of error vs predicted uncertainty.
+  diffpose-evaluate --weights DIR_FRAME DIR_TEMPORAL --baseline DIR_BASELINE
+
+Rows (the leave-out protocol, data/protocol.py; every bundle must have been trained with
+--protocol leave-out-v1, which this checks): `val` (held-out clips of the training sources, adult
+bodies drawn as in training: in distribution), `test_source` (a motion source never seen: its skeleton, body size and motions),
+`test_actions` (Bandai Namco actions never seen), `test_styles` (styles never seen), and each test
+row again with the test skeletons scaled to 0.9 and 1.15 (`test_source@0.9` ...); the test rows keep each clip's own skeleton (1.47 m for Bandai Namco,
+1.75 m for iClone) times the scale. Every sample has
+its own random camera and detector-like 2D noise; all models see the same samples of a row (the
+temporal model its causal window ending at that frame, at 10 fps).
+
+Per model and row: MPJPE, PA-MPJPE, root error (m and % of the distance), share of true joints
+inside the 90 % ellipsoid (root-relative and absolute; 50 / 95 % too), NLL. Rows for DiffPose, its
+encoder alone (same placement of the root) and the Martinez baseline trained on the same data in
+the same way. --ablation adds sampling variants (start step, aggregation, N, steps, antithetic
+noise) of the first bundle, and --variant NAME=DIR other trained bundles (denoiser variants).
+Writes JSON (--out), a markdown table (--table) and the plot of predicted 90 % radius vs actual
+error (--plot).
 """
 import argparse
 import json
@@ -17,186 +28,199 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..paths import REPO_DIR, WEIGHTS_DIR
+from ..paths import REPO_DIR
+from . import common
+
+EVAL_FPS = 10.0
 
 
-def _prepare(d):
-    d["inputs"] = np.concatenate([d["keypoints"], d["conf"][..., None]], -1).astype(np.float32)
-    return d
+def _rows(names, scales):
+    rows = []
+    for name in names:
+        for s in ([1.0] if name == "val" else scales):
+            rows.append((name, float(s)))
+    return rows
 
 
-def load_eval_data(args, stride):
-    from ..lifter import training as T
-    if args.h36m_3d:
-        from ..data.h36m import load_h36m
-        return _prepare(load_h36m("test", args.h36m_3d, args.h36m_2d, stride=stride, seed=args.seed)), "h36m"
-    return T.load_split(args.split, stride, args.limit_clips, args.seed, mocap_dir=args.mocap_dir,
-                        skeleton_map=args.skeleton_map), f"mocap:{args.split}"
+def row_label(name, scale):
+    return name if scale == 1.0 else f"{name}@{scale:g}"
 
 
-def uncertainty_plot(err_mm, std_mm, path: Path, title: str):
+def regressor_row(model, d, place=True):
+    """Pose metrics of a regressor; the root is placed from its pose as DiffPose's is."""
+    from ..lifter.evaluation import pose_metrics
+    from ..lifter.training import predict_regressor
+    pose = predict_regressor(model, d)
+    root = None
+    if place:
+        from ..lifter.evaluation import placement_inputs
+        from ..lifter.placement import place_root
+        root, _ = place_root(*placement_inputs(d), pose)
+    return pose_metrics(pose, d, root)
+
+
+def diffpose_row(bundle, d, steps, n, **kw):
+    from ..lifter.evaluation import lift_set, pose_metrics, publish, uncertainty_metrics
+    t0 = time.time()
+    raw = lift_set(bundle, d, steps, n, **kw)
+    cov_rel, cov_abs, key = publish(bundle, raw, steps, n)
+    r = pose_metrics(raw["pose"], d, raw["root"])
+    r.update(uncertainty_metrics(raw["pose"], cov_rel, raw["positions"], cov_abs, d))
+    r.update({"steps": steps, "n_hyp": n, "calibration": key, "s_per_sample": (time.time() - t0) / len(d["pose3d"])})
+    err = raw["positions"] - (d["pose3d"] + d["root"][:, None])
+    return r, (cov_abs, err)
+
+
+def radius_plot(curves, path: Path, title: str):
+    """Predicted 90 % radius vs the actual error (binned): one line per row."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    e, s = err_mm.ravel(), std_mm.ravel()
-    edges = np.unique(np.quantile(s, np.linspace(0, 1, 16)))
-    centre, mean_e, q90 = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (s >= lo) & (s <= hi)
-        if m.sum() < 10:
-            continue
-        centre.append(s[m].mean())
-        mean_e.append(e[m].mean())
-        q90.append(np.quantile(e[m], 0.9))
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.plot(centre, mean_e, "o-", label="mean error")
-    ax.plot(centre, q90, "s--", label="90 % quantile of error")
-    x = np.linspace(0, max(centre) * 1.05, 50)
-    # for an isotropic 3D Gaussian with per-axis std s: E|e| = s sqrt(8/pi), 90 % radius = 2.50 s
-    ax.plot(x, x * np.sqrt(8 / np.pi), "k:", label="ideal mean (isotropic Gaussian)")
-    ax.plot(x, x * 2.500, "k-.", lw=0.8, label="ideal 90 % radius")
-    ax.set_xlabel("predicted per-axis std sqrt(tr(Sigma)/3) [mm]")
-    ax.set_ylabel("joint position error [mm]")
-    ax.set_title(title)
+    from ..lifter.evaluation import radius_vs_error
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    top = 0.0
+    for label, (cov, err) in curves.items():
+        rad, e = radius_vs_error(cov, err)
+        edges = np.unique(np.quantile(rad, np.linspace(0, 1, 13)))
+        xs, q90 = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (rad >= lo) & (rad <= hi)
+            if m.sum() >= 30:
+                xs.append(1000 * rad[m].mean())
+                q90.append(1000 * np.quantile(e[m], 0.9))
+        ax.plot(xs, q90, "o-", label=label)
+        top = max(top, max(xs + q90))
+    ax.plot([0, top], [0, top], "k--", lw=1, label="ideal: 90 % of errors inside the radius")
+    ax.set_xlabel("predicted 90 % radius per joint, sqrt(q90 tr(Sigma)/3) [mm]")
+    ax.set_ylabel("90th percentile of the actual error [mm]")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def sweep_plot(result, path: Path):
-    """MPJPE and 90 % coverage vs DDIM steps, one line per (model, N)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, res in result["models"].items():
-        sw = res.get("sweep", [])
-        for n in sorted({r["n_hyp"] for r in sw}):
-            rows = sorted((r for r in sw if r["n_hyp"] == n), key=lambda r: r["steps"])
-            st = [r["steps"] for r in rows]
-            axes[0].plot(st, [r["mpjpe_mm"] for r in rows], "o-", label=f"{name} N={n}")
-            axes[1].plot(st, [r["coverage"]["0.90"] for r in rows], "o-", label=f"{name} N={n}")
-        if "encoder_only" in res:
-            axes[0].axhline(res["encoder_only"]["mpjpe_mm"], ls=":", color="gray")
-    if "baseline" in result["models"]:
-        axes[0].axhline(result["models"]["baseline"]["mpjpe_mm"], ls="--", color="k", label="Martinez baseline")
-    axes[0].set_xlabel("DDIM steps")
-    axes[0].set_ylabel("MPJPE [mm] (dotted: encoder alone)")
-    axes[1].axhline(0.9, color="k", lw=0.8)
-    axes[1].set_xlabel("DDIM steps")
-    axes[1].set_ylabel("coverage of the 90 % ellipsoid (calibrated)")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def markdown(result) -> str:
+    lines = ["| row | model | MPJPE mm | PA-MPJPE mm | root error m (% of distance) | 90 % coverage rel / abs |",
+             "|---|---|---|---|---|---|"]
+    for row, models in result["rows"].items():
+        for name, r in models.items():
+            cov = (f"{r['coverage_rel']['0.90']:.2f} / {r['coverage_abs']['0.90']:.2f}"
+                   if "coverage_rel" in r else "–")
+            root = f"{r['root_error_m']:.2f} ({r['root_error_pct_of_distance']:.1f} %)" if "root_error_m" in r else "–"
+            lines.append(f"| {row} | {name} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | {root} | {cov} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, nargs="+", default=[WEIGHTS_DIR / "frame"])
+    p.add_argument("--weights", type=Path, nargs="+", required=True)
     p.add_argument("--baseline", type=Path, default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument("--steps", type=int, nargs="+", default=[5])
-    p.add_argument("--n-hyp", type=int, nargs="+", default=[5])
-    p.add_argument("--start-step", type=int, nargs="+", default=[None],
-                   help="chain start step(s) (default: the bundle's; K = full chain from H_K)")
-    p.add_argument("--max-samples", type=int, default=None, help="subsample the evaluation set")
-    p.add_argument("--sweep-samples", type=int, default=2000, help="subset for non-default settings")
-    p.add_argument("--stride", type=int, default=3)
-    p.add_argument("--limit-clips", type=int, default=None)
-    p.add_argument("--mocap-dir", type=Path, default=None)
-    p.add_argument("--skeleton-map", default=None)
-    p.add_argument("--h36m-3d", type=Path, default=None)
-    p.add_argument("--h36m-2d", type=Path, default=None)
+    p.add_argument("--rows", nargs="+", default=["val", *common.TEST_ROWS])
+    p.add_argument("--scales", type=float, nargs="+", default=list(common.TEST_SCALES))
+    p.add_argument("--per-clip", type=int, default=common.TEST_PER_CLIP)
+    p.add_argument("--max-samples", type=int, default=None, help="at most this many samples per row")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--n-hyp", type=int, default=5)
+    p.add_argument("--ablation", action="store_true")
+    p.add_argument("--variant", nargs="*", default=[], metavar="NAME=DIR")
     p.add_argument("--out", type=Path, default=Path("evaluation.json"))
+    p.add_argument("--table", type=Path, default=None, help="also write the markdown table here")
     p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "lifter_uncertainty.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    common.add_data_args(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from ..lifter import training as T
     from ..lifter.baseline import load_baseline
-    from ..lifter.metrics import pa_mpjpe, per_joint_error, summary, coverage, mahalanobis_sq
     from ..lifter.model_io import load_bundle
-    from ..lifter.sampler import DiffPoseSampler
-
-    if args.plot is not None and str(args.plot).lower() in ("", "none"):
-        args.plot = None
     t0 = time.time()
-    d, source = load_eval_data(args, args.stride)
-    rng = np.random.default_rng(args.seed)
-    n_all = len(d["inputs"])
-    idx = np.sort(rng.permutation(n_all)[:args.max_samples]) if args.max_samples else np.arange(n_all)
-    sweep_idx = np.sort(rng.permutation(idx)[:args.sweep_samples])
-    gt, gt_sweep = d["pose3d"][idx], d["pose3d"][sweep_idx]
-    result = {"data": source, "n_samples": int(len(idx)), "n_sweep_samples": int(len(sweep_idx)),
-              "stride": args.stride, "models": {}}
-    plot_done = False
-    for wdir in args.weights:
-        b = load_bundle(wdir)
-        name = b.config["model"]
-        inp = T.Inputs(d, b.window)
-        mu = T.predict_regressor(b.encoder, inp, idx)
-        res = {"weights": str(wdir), "encoder_only": {
-            "mpjpe_mm": float(per_joint_error(mu, gt).mean() * 1000),
-            "pa_mpjpe_mm": float(pa_mpjpe(mu, gt).mean() * 1000)}, "sweep": []}
-        combos = [(k0, st, n) for k0 in args.start_step for st in args.steps for n in args.n_hyp]
-        for c, (k0, steps, n) in enumerate(combos):
-                default = c == 0
-                sel, g = (idx, gt) if default else (sweep_idx, gt_sweep)
-                s = DiffPoseSampler(b, steps, n, start_step=k0)
-                ts = time.time()
-                mean, cov, hyps = T.run_sampler(s, inp, sel, seed=args.seed)
-                r = summary(mean, cov, hyps, g)
-                raw = cov / s.var_scale.numpy()
-                r["coverage_uncalibrated"] = coverage(mahalanobis_sq(mean - g, raw))
-                r.update({"steps": steps, "n_hyp": n, "start_step": s.start_step, "calibrated": s.calibrated,
-                          "calibration_source": s.calibration_source,
-                          "sampler_s_per_pose": (time.time() - ts) / len(sel), "n": int(len(sel))})
-                if not default:
-                    r.pop("per_joint_mm")
-                res["sweep"].append(r)
-                if default:
-                    res["default"] = r
-                print(f"[{name}] start {s.start_step:2d} steps {steps:2d} N {n:2d}: MPJPE {r['mpjpe_mm']:.1f} PA {r['pa_mpjpe_mm']:.1f} "
-                      f"best-of-N {r['best_of_n_mm']:.1f} spread {r['hyp_spread_mm']:.1f} mm, coverage "
-                      f"{r['coverage_uncalibrated']} -> {r['coverage']} NLL {r['nll']:.2f}", flush=True)
-                if default and args.plot:
-                    err = per_joint_error(mean, g)[:, 1:] * 1000
-                    std = np.sqrt(np.trace(cov, axis1=-2, axis2=-1) / 3)[:, 1:] * 1000
-                    path = args.plot if not plot_done else args.plot.with_name(
-                        f"{args.plot.stem}_{name}{args.plot.suffix}")
-                    uncertainty_plot(err, std, path,
-                                     f"DiffPose {name} ({source}, steps {steps}, N {n}), calibrated")
-                    res["plot"] = str(path)
-                    plot_done = True
-        result["models"][name] = res
-        print(f"[{name}] encoder only: MPJPE {res['encoder_only']['mpjpe_mm']:.1f} mm", flush=True)
-    if args.baseline:
-        m = load_baseline(args.baseline)
-        pred = T.predict_regressor(m, T.Inputs(d, 1), idx)
-        result["models"]["baseline"] = {"weights": str(args.baseline),
-                                        "mpjpe_mm": float(per_joint_error(pred, gt).mean() * 1000),
-                                        "pa_mpjpe_mm": float(pa_mpjpe(pred, gt).mean() * 1000),
-                                        "per_joint_mm": (per_joint_error(pred, gt).mean(0) * 1000).round(2).tolist()}
-        base = result["models"]["baseline"]
-        print(f"[baseline] MPJPE {base['mpjpe_mm']:.1f} PA {base['pa_mpjpe_mm']:.1f} mm", flush=True)
-        result["ratio_vs_baseline"] = {k: v["default"]["mpjpe_mm"] / base["mpjpe_mm"]
-                                       for k, v in result["models"].items() if "default" in v}
-    if args.plot and any(len(v.get("sweep", [])) > 1 for v in result["models"].values()):
-        sweep_plot(result, args.plot.with_name(f"{args.plot.stem}_sweep{args.plot.suffix}"))
+    bundles = [load_bundle(w) for w in args.weights]
+    variants = [(v.split("=", 1)[0], load_bundle(v.split("=", 1)[1])) for v in args.variant]
+    data_cfg = dict(common.bundle_data_config(bundles[0]))
+    for b in bundles[1:] + [v for _, v in variants]:
+        other = common.bundle_data_config(b)
+        if (other["sources"], other["protocol"]) != (data_cfg["sources"], data_cfg["protocol"]):
+            raise SystemExit(f"{b.path} was trained on other data than {bundles[0].path}: compare like with like")
+    if data_cfg["protocol"] != "leave-out-v1" and any(r != "val" for r in args.rows):
+        raise SystemExit(f"{bundles[0].path} was trained with --protocol {data_cfg['protocol']}: the test rows "
+                         "are in its training data; evaluate a bundle trained with --protocol leave-out-v1")
+    data_cfg["fps"] = EVAL_FPS
+    bank = common.load_bank(data_cfg)
+    splits = common.splits_for(bank, data_cfg)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    result = {"protocol": data_cfg["protocol"], "sources": data_cfg["sources"], "fps": EVAL_FPS,
+              "per_clip": args.per_clip, "steps": args.steps, "n_hyp": args.n_hyp, "rows": {}, "ablation": {}}
+    curves = {}
+    def row_set(name, scale, window):
+        if name == "val":  # in distribution: held-out clips, adult bodies drawn like training ones
+            return common.held_out_draws(bank, splits["val"], window, args.max_samples or 3000, args.seed + 3,
+                                         data_cfg)
+        return common.subset(common.fixed_set(bank, splits[name], window, args.per_clip, scale, args.seed, data_cfg),
+                             args.max_samples, args.seed)
+
+    for name, scale in _rows(args.rows, args.scales):
+        label = row_label(name, scale)
+        sets = {}
+        res = {}
+        for b in bundles:
+            w = b.window
+            if w not in sets:
+                sets[w] = row_set(name, scale, w)
+            d = sets[w]
+            model = b.config["model"]
+            r, curve = diffpose_row(b, d, args.steps, args.n_hyp, seed=args.seed)
+            res[f"DiffPose {model}"] = r
+            res[f"encoder {model}"] = regressor_row(b.encoder, d)
+            if model == "frame" and scale == 1.0:
+                curves[label] = curve
+            print(f"[{label}] DiffPose {model}: MPJPE {r['mpjpe_mm']:.1f} PA {r['pa_mpjpe_mm']:.1f} root "
+                  f"{r['root_error_m']:.3f} m, cov90 rel {r['coverage_rel']['0.90']:.3f} abs "
+                  f"{r['coverage_abs']['0.90']:.3f}; encoder {res[f'encoder {model}']['mpjpe_mm']:.1f}", flush=True)
+        d1 = sets.get(1) or row_set(name, scale, 1)
+        if baseline is not None:
+            res["Martinez baseline"] = regressor_row(baseline, d1)
+            print(f"[{label}] baseline: MPJPE {res['Martinez baseline']['mpjpe_mm']:.1f}", flush=True)
+        for vname, vb in variants:
+            res[vname], _ = diffpose_row(vb, sets.get(vb.window, d1), args.steps, args.n_hyp, seed=args.seed)
+        result["rows"][label] = res
+        if args.ablation and scale == 1.0:
+            result["ablation"][label] = ablation(bundles[0], sets[bundles[0].window], args)
+    if args.plot and curves:
+        radius_plot(curves, args.plot, f"DiffPose frame (steps {args.steps}, N {args.n_hyp}): absolute 90 % radius")
+        result["plot"] = str(args.plot)
     result["wall_time_s"] = time.time() - t0
-    T.write_json(result, args.out)
-    print(json.dumps({"out": str(args.out), "wall_time_s": result["wall_time_s"],
-                      "ratio_vs_baseline": result.get("ratio_vs_baseline")}))
+    from ..lifter.training import write_json
+    write_json(result, args.out)
+    if args.table:
+        args.table.write_text(markdown(result))
+    print(markdown(result))
+    print(json.dumps({"out": str(args.out), "wall_time_s": result["wall_time_s"]}))
     return 0
+
+
+ABLATION = (  # name, lift_set keyword arguments (against the bundle's shipped settings)
+    ("shipped setting", {}),
+    ("full-noise start, mean of hypotheses", {"start_step": 50, "sampler_aggregation": "mean"}),
+    ("small-noise start (k0 = 15), mean", {"start_step": 15, "sampler_aggregation": "mean"}),
+    ("full-noise start, posterior mean", {"start_step": 50, "sampler_aggregation": "posterior"}),
+    ("joint-wise reprojection selection", {"aggregation": "reprojection"}),
+    ("antithetic noise pairs, mean", {"sampler_aggregation": "mean", "antithetic": True}),
+)
+
+
+def ablation(bundle, d, args):
+    out = {}
+    for name, kw in ABLATION:
+        r, _ = diffpose_row(bundle, d, args.steps, args.n_hyp, seed=args.seed, **kw)
+        out[name] = r
+        print(f"  [ablation] {name}: MPJPE {r['mpjpe_mm']:.1f} PA {r['pa_mpjpe_mm']:.1f} "
+              f"cov90 rel {r['coverage_rel']['0.90']:.3f}", flush=True)
+    for steps, n in ((1, 5), (2, 5), (10, 5), (5, 20)):
+        r, _ = diffpose_row(bundle, d, steps, n, seed=args.seed)
+        out[f"steps {steps}, N {n}"] = r
+    return out
 
 
 if __name__ == "__main__":

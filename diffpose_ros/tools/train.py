@@ -1,13 +1,20 @@
-"""diffpose-train: train a lifter bundle on the shared mocap data (train split; val for monitoring).
+"""diffpose-train: train a lifter bundle on motion capture seen through fresh virtual cameras.
 
-  diffpose-train --model frame    --out diffpose_ros/weights/frame
-  diffpose-train --model temporal --out diffpose_ros/weights/temporal --window 27
-  diffpose-train --model baseline --out diffpose_ros/weights/baseline
+  diffpose-train --model frame    --out DIR                    # DiffPose, single frame
+  diffpose-train --model temporal --out DIR --window 27        # DiffPose, causal temporal (10 fps)
+  diffpose-train --model baseline --out DIR                    # Martinez et al. 2017 MLP
+  diffpose-train --model frame --data shared bvh:/my/mocap:map=cmu_mb h36m:/data/data_3d_h36m.npz
 
-frame/temporal run three stages (--stage all): encoder pre-training, prior + GMM fit
-(same as diffpose-fit-gmm), denoiser training with the encoder frozen. Checkpoints go to
-<cache>/checkpoints/<model>/ every epoch; --resume continues from them. Writes
-<out>/train_summary.json.
+Data (--data, any number of source specs; see diffpose_ros/data/sources.py): every training
+sample is drawn fresh (data/generator.py): a frame of a training clip, mirrored or not, a random
+body size and proportions, a random robot-like camera, detector-like 2D noise. --protocol
+leave-out-v1 keeps whole sources, actions and styles out of training for diffpose-evaluate;
+--protocol all trains on everything except the validation clips.
+
+frame/temporal run the stages (--stage all): encoder pre-training; H_K (residual scale and GMM)
+fitted on the frozen encoder's residuals on the validation clips; denoiser training; covariance
+calibration on the validation clips for a grid of (steps, N) (as diffpose-calibrate). Checkpoints
+go to <cache>/checkpoints/<out name>/; --resume continues from them. Writes <out>/train_summary.json.
 """
 import argparse
 import json
@@ -19,28 +26,41 @@ import numpy as np
 import torch
 
 from ..paths import WEIGHTS_DIR, cache_dir
+from . import common
+
+# Bandai Namco 2 is 70 % of the shared frames but only ten actions of one skeleton: sample it at
+# half weight and the CMU archives (many more motions and skeletons) at double weight.
+DEFAULT_DATA = ["shared:sources=bandai-namco-1",
+                "shared:sources=bandai-namco-2:weight=0.5",
+                "shared:sources=cmu-iclone,cmu-daz-acrnn,cmu-daz-jaanga,cmu-mb-fairmotion:weight=2"]
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="diffpose-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["frame", "temporal", "baseline"], default="frame")
-    p.add_argument("--stage", choices=["all", "encoder", "gmm", "denoiser"], default="all")
+    p.add_argument("--stage", choices=["all", "encoder", "hk", "denoiser", "calibrate"], default="all")
     p.add_argument("--out", type=Path, default=None, help="bundle directory (default diffpose_ros/weights/<model>)")
-    p.add_argument("--epochs", type=int, default=8, help="encoder / baseline epochs")
-    p.add_argument("--denoiser-epochs", type=int, default=8)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--stride", type=int, default=3, help="mocap frame stride (3 -> 10 fps sequences)")
+    common.add_data_args(p, training=True)
+    p.set_defaults(data=DEFAULT_DATA)
+    p.add_argument("--iters", type=int, default=2500, help="encoder / baseline iterations")
+    p.add_argument("--denoiser-iters", type=int, default=2500)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--window", type=int, default=27, help="temporal window T (past frames incl. current)")
-    p.add_argument("--samples-per-epoch", type=int, default=None)
-    p.add_argument("--limit-clips", type=int, default=None, help="use only the first N clips per split (tests)")
-    p.add_argument("--gmm-components", type=int, default=5)
     p.add_argument("--hidden", type=int, default=96)
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--start-step", type=int, default=50, help="sampling chain start (50 = full chain)")
+    p.add_argument("--aggregation", choices=["mean", "posterior"], default="posterior")
+    p.add_argument("--no-2d-input", action="store_true", help="ablation: the denoiser does not see the 2D")
+    p.add_argument("--no-kernel-input", action="store_true", help="ablation: the denoiser does not see mu_c")
+    p.add_argument("--hk-on-train", action="store_true",
+                   help="ablation: fit H_K on the encoder's residuals on training clips (in-sample)")
+    p.add_argument("--gmm-components", type=int, default=5)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--calibrate-steps", type=int, nargs="+", default=None)
+    p.add_argument("--calibrate-n", type=int, nargs="+", default=None)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ckpt-dir", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -49,78 +69,100 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
     from ..lifter import training as T
+    from ..lifter.model_io import Bundle, build_modules, load_bundle, make_config, save_bundle
     out = args.out or WEIGHTS_DIR / args.model
     ckpt_dir = args.ckpt_dir or cache_dir() / "checkpoints" / out.resolve().name
     t_start = time.time()
-    log_lines = []
 
     def log(msg):
-        log_lines.append(msg)
         print(msg, flush=True)
 
     window = args.window if args.model == "temporal" else 1
-    train = T.load_split("train", args.stride, args.limit_clips, args.seed)
-    val = T.load_split("val", args.stride, args.limit_clips, args.seed)
-    log(f"data: train {len(train['inputs'])} samples, val {len(val['inputs'])} samples (stride {args.stride})")
-    tr_in, va_in = T.Inputs(train, window), T.Inputs(val, window)
+    fps = args.fps or (10.0 if args.model == "temporal" else 30.0)
+    data_cfg = {"sources": list(args.data), "protocol": args.protocol, "fps": fps}
+    bundle = None
+    if args.model != "baseline" and args.stage not in ("all", "encoder"):
+        # a later stage continues a bundle: its own data and window, whatever the flags say
+        bundle = load_bundle(out)
+        data_cfg, window = common.bundle_data_config(bundle), bundle.window
+    bank = common.load_bank(data_cfg)
+    splits = common.splits_for(bank, data_cfg)
+    gen = common.generator(bank, splits["train"], window, data_cfg)
+    val = common.held_out_draws(bank, splits["val"], window, common.VAL_SAMPLES, args.seed, data_cfg)
+    val_small = common.subset(val, 3000, args.seed)
+    log(f"data: {len(bank)} clips, {bank.num_frames} frames at {fps:g} fps; train {len(splits['train'])} clips "
+        f"(fresh samples), val {len(splits['val'])} clips -> {len(val['pose3d'])} held-out draws")
     summary = {"command": "diffpose-train " + " ".join(sys.argv[1:] if argv is None else argv),
-               "args": {k: str(v) for k, v in vars(args).items()},
-               "n_train": int(len(tr_in)), "n_val": int(len(va_in))}
+               "args": {k: str(v) for k, v in vars(args).items()}, "data": data_cfg,
+               "train_clips": int(len(splits["train"])), "val_clips": int(len(splits["val"])),
+               "stage_wall_time_s": {}}
+    draw = gen.sample
+
+    def timed(stage, fn):
+        t0 = time.time()
+        r = fn()
+        summary["stage_wall_time_s"][stage] = time.time() - t0
+        return r
 
     if args.model == "baseline":
         from ..lifter.baseline import MartinezBaseline, save_baseline
         model = MartinezBaseline()
-        hist = T.train_regressor(model, tr_in, train["pose3d"], va_in, val["pose3d"], args.epochs, args.batch,
-                                 args.lr, ckpt_dir / "baseline.pt", args.resume, args.seed,
-                                 args.samples_per_epoch, log=log, desc="baseline")
-        save_baseline(model, {"hidden": 1024, "blocks": 2, "dropout": 0.5, "stride": args.stride}, out)
-        summary["baseline_history"] = hist
+        summary["baseline_history"] = timed("baseline", lambda: T.train_regressor(
+            model, draw, val_small, args.iters, args.batch, args.lr, ckpt_dir / "baseline.pt", args.resume,
+            args.seed, args.eval_every, log, "baseline"))
+        save_baseline(model, {"hidden": 1024, "blocks": 2, "dropout": 0.5, "data": data_cfg}, out)
     else:
-        from ..lifter.model_io import build_modules, load_bundle, make_config, save_bundle, Bundle
         if args.stage in ("all", "encoder"):
             cfg = make_config(args.model, window, encoder={"hidden": args.hidden, "layers": args.layers},
-                              denoiser={"hidden": args.hidden, "layers": args.layers})
-            cfg["data"] = {"stride": args.stride, "fps": 30.0 / args.stride}
-            enc, prior, den = build_modules(cfg)
-            bundle = Bundle(cfg, enc, prior, den, None, {})
-            summary["encoder_history"] = T.train_regressor(
-                enc, tr_in, train["pose3d"], va_in, val["pose3d"], args.epochs, args.batch, args.lr,
-                ckpt_dir / "encoder.pt", args.resume, args.seed, args.samples_per_epoch, log=log)
-            bundle.denoiser = None  # not trained yet: a half-built bundle must not be sampled
-            save_bundle(bundle, out)
+                              denoiser={"hidden": args.hidden, "layers": args.layers,
+                                        "keypoints_2d": not args.no_2d_input, "kernel": not args.no_kernel_input},
+                              sampling={"start_step": args.start_step, "aggregation": args.aggregation})
+            cfg["data"] = data_cfg
+            enc, scale, den = build_modules(cfg)
+            bundle = Bundle(cfg, enc, scale, None, None, {})
+            summary["encoder_history"] = timed("encoder", lambda: T.train_regressor(
+                enc, draw, val_small, args.iters, args.batch, args.lr, ckpt_dir / "encoder.pt", args.resume,
+                args.seed, args.eval_every, log))
+            save_bundle(bundle, out)  # no denoiser yet: a half-built bundle cannot be sampled
             bundle.denoiser = den
-        else:
-            bundle = load_bundle(out)
-            if bundle.denoiser is None:
-                bundle.denoiser = build_modules(bundle.config)[2]
-        feat, mu = T.encode(bundle.encoder, tr_in)
-        if args.stage in ("all", "gmm"):
-            bundle.gmm, rep = T.fit_prior_and_gmm(bundle.prior, train, mu.numpy(), args.gmm_components,
-                                                  seed=args.seed, log=log)
-            summary["prior"] = rep
-            den = bundle.denoiser
-            bundle.denoiser = None
+        elif bundle.denoiser is None:
+            bundle.denoiser = build_modules(bundle.config)[2]
+        for p in bundle.encoder.parameters():
+            p.requires_grad_(False)
+        if args.stage in ("all", "hk"):
+            held_out = (common.held_out_draws(bank, splits["train"], window, common.VAL_SAMPLES, args.seed + 2,
+                                              data_cfg) if args.hk_on_train else val)
+            summary["initial_distribution"] = timed("hk", lambda: T.fit_initial_distribution(
+                bundle, held_out, args.gmm_components, seed=args.seed, log=log))
+            summary["initial_distribution"]["fitted_on"] = "train clips" if args.hk_on_train else "val clips"
+            den, bundle.denoiser = bundle.denoiser, None
+            bundle.calibration = {}
             save_bundle(bundle, out)
             bundle.denoiser = den
         if args.stage in ("all", "denoiser"):
             if bundle.gmm is None:
-                raise SystemExit("no GMM in the bundle: run the gmm stage (diffpose-fit-gmm) first")
-            with torch.no_grad():
-                sigma = bundle.prior(torch.from_numpy(train["inputs"]))
-            summary["denoiser_history"] = T.train_denoiser(
-                bundle, feat, mu, sigma, train["pose3d"], args.denoiser_epochs, args.batch, args.lr,
-                ckpt_dir / "denoiser.pt", args.resume, args.seed, args.samples_per_epoch, log=log)
+                raise SystemExit("no H_K in the bundle: run the hk stage first (diffpose-fit-gmm)")
+            summary["denoiser_history"] = timed("denoiser", lambda: T.train_denoiser(
+                bundle, draw, args.denoiser_iters, args.batch, args.lr, ckpt_dir / "denoiser.pt", args.resume,
+                args.seed, val=common.subset(val, 1000, args.seed), eval_every=args.eval_every, log=log))
             bundle.calibration = {}  # a new denoiser invalidates any previous calibration
+            save_bundle(bundle, out)
+        if args.stage in ("all", "calibrate"):
+            from .calibrate import DEFAULT_N, DEFAULT_STEPS, calibrate_bundle
+            cal_set = common.held_out_draws(bank, splits["val"], window, common.VAL_SAMPLES, args.seed + 1,
+                                            data_cfg, common.CALIBRATION_HEIGHTS)
+            summary["calibration"] = timed("calibrate", lambda: calibrate_bundle(
+                bundle, cal_set, args.calibrate_steps or DEFAULT_STEPS, args.calibrate_n or DEFAULT_N,
+                seed=args.seed, log=log))
             save_bundle(bundle, out)
     summary["wall_time_s"] = time.time() - t_start
     summary["threads"] = args.threads
     prev = out / "train_summary.json"
     if prev.is_file() and args.stage != "all":  # keep the other stages' records
         old = json.loads(prev.read_text())
+        old.setdefault("stage_wall_time_s", {}).update(summary.pop("stage_wall_time_s"))
         old.update(summary)
-        old.setdefault("stage_wall_time_s", {})[args.stage] = summary["wall_time_s"]
         summary = old
     T.write_json(summary, prev)
     log(f"done in {summary['wall_time_s']:.0f} s -> {out}")

@@ -1,0 +1,98 @@
+"""Run lifters over a fixed evaluation set and score them (numpy + torch; no ROS).
+
+One code path with the node: the DiffPose rows go through Lifter (placement, aggregation,
+calibration) exactly as diffpose-lift and the node do; the sampler runs in torch with seeded noise.
+An evaluation set is a dict of arrays as the data generator's `fixed_set` returns it: `inputs`
+(S,17,3) or (S,T,17,3), `keypoints_px` (S,17,2), `conf` (S,17), `K` (S,3,3), `pose3d` (S,17,3)
+root-relative, `root` (S,3).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..skeleton import NUM_JOINTS
+from .lifter import Lifter, sigma_2d_norm
+from .metrics import LEVELS, coverage, gaussian_nll, mahalanobis_sq, pa_mpjpe, per_joint_error
+from .sampler import DiffPoseSampler
+
+
+def placement_inputs(d: dict, sl=slice(None)):
+    """Normalised keypoints and their 2D std of samples `sl`, each with its own intrinsics."""
+    from .. import camera
+    kp, conf, K = d["keypoints_px"][sl], d["conf"][sl], d["K"][sl]
+    return camera.normalize(kp, K), sigma_2d_norm(kp, conf, K)
+
+
+@torch.no_grad()
+def lift_set(bundle, d: dict, steps: int, n_hyp: int, aggregation: str = "sampler", start_step=None,
+             sampler_aggregation=None, antithetic: bool = False, batch: int = 256, seed: int = 0,
+             progress: bool = True) -> dict:
+    """All per-sample outputs of one DiffPose setting on a fixed set: the raw terms of
+    Lifter.raw_terms plus the hypotheses (every array (S, ...)). Per-sample intrinsics are used
+    (each sample has its own camera)."""
+    sampler = DiffPoseSampler(bundle, steps, n_hyp, start_step=start_step, aggregation=sampler_aggregation)
+    lifter = Lifter(bundle=bundle, steps=steps, n_hyp=n_hyp, aggregation=aggregation,
+                    runner=lambda *a: None)
+    rng = np.random.default_rng(seed)
+    parts = []
+    n_all = len(d["pose3d"])
+    it = range(0, n_all, batch)
+    for i in tqdm(it, desc=f"lift s{steps} n{n_hyp}", leave=False, mininterval=5, disable=not progress):
+        sl = slice(i, min(i + batch, n_all))
+        x = torch.from_numpy(np.ascontiguousarray(d["inputs"][sl], np.float32))
+        b = len(x)
+        noise = rng.standard_normal((b, n_hyp, NUM_JOINTS, 3)).astype(np.float32)
+        if antithetic:  # hypothesis pairs (eps, -eps) with the same kernel: the mean's MC noise cancels
+            noise[:, 1::2] = -noise[:, 0:(n_hyp // 2) * 2:2]
+        u = rng.random((b, n_hyp)).astype(np.float32)
+        if antithetic:
+            u[:, 1::2] = u[:, 0:(n_hyp // 2) * 2:2]
+        mean, hyp_cov, hyps = (o.numpy().astype(np.float64) for o in
+                               sampler(x, torch.from_numpy(noise), torch.from_numpy(u)))
+        t = lifter.raw_terms(*placement_inputs(d, sl), d["conf"][sl], mean, hyp_cov, hyps)
+        t["hyps"] = hyps
+        parts.append(t)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def publish(bundle, raw: dict, steps: int, n_hyp: int):
+    """(cov_rel, cov_abs, calibration key) of raw terms under the bundle's calibration."""
+    lifter = Lifter(bundle=bundle, steps=steps, n_hyp=n_hyp, runner=lambda *a: None)
+    m = lifter.covariance_model
+    return (m.relative(raw["hyp_cov"], raw["pose"], raw["chi"]),
+            m.absolute(raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"], raw["chi"]), m.key)
+
+
+def pose_metrics(pose_rel, d: dict, root=None) -> dict:
+    """MPJPE / PA-MPJPE (mm) and, with a root, the root error (m and % of the true distance)."""
+    gt = d["pose3d"]
+    out = {"n": int(len(gt)), "mpjpe_mm": 1000 * float(per_joint_error(pose_rel, gt).mean()),
+           "pa_mpjpe_mm": 1000 * float(pa_mpjpe(pose_rel, gt).mean()),
+           "per_joint_mm": (1000 * per_joint_error(pose_rel, gt).mean(0)).round(1).tolist()}
+    if root is not None:
+        e = np.linalg.norm(root - d["root"], axis=-1)
+        out["root_error_m"] = float(e.mean())
+        out["root_error_pct_of_distance"] = 100 * float((e / np.linalg.norm(d["root"], axis=-1)).mean())
+    return out
+
+
+def uncertainty_metrics(pose_rel, cov_rel, positions, cov_abs, d: dict) -> dict:
+    err_rel = pose_rel - d["pose3d"]
+    err_abs = positions - (d["pose3d"] + d["root"][:, None])
+    return {"coverage_rel": coverage(mahalanobis_sq(err_rel, cov_rel)),
+            "coverage_abs": coverage(mahalanobis_sq(err_abs, cov_abs), skip_root=False),
+            "nll_rel": gaussian_nll(err_rel, cov_rel), "nll_abs": gaussian_nll(err_abs, cov_abs, skip_root=False)}
+
+
+def radius_vs_error(cov, err, level: float = 0.9):
+    """Per joint: the predicted 90 % radius of the isotropic-equivalent ball, sqrt(q90 tr(Sigma)/3),
+    and the actual error length; flattened arrays in metres."""
+    from scipy.stats import chi2
+    q = chi2.ppf(level, 3)
+    radius = np.sqrt(q * np.trace(cov, axis1=-2, axis2=-1) / 3)
+    return radius.ravel(), np.linalg.norm(err, axis=-1).ravel()
+
+
+__all__ = ["lift_set", "publish", "pose_metrics", "uncertainty_metrics", "radius_vs_error", "placement_inputs", "LEVELS"]
