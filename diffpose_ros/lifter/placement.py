@@ -14,13 +14,9 @@ pose (e.g. a person much smaller than the training skeleton) is not in cov(T).
 """
 import numpy as np
 
+from diffpose_ros.camera import normalize as normalise_px  # noqa: F401  (pixels -> normalised: one formula, in camera.py)
+
 MIN_DEPTH = 0.1  # metres; a person cannot be closer than this to the camera centre
-
-
-def normalise_px(kp_px: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., 2) pixels -> normalised camera coordinates with intrinsics K (3x3)."""
-    K = np.asarray(K, np.float64)
-    return np.stack([(kp_px[..., 0] - K[0, 2]) / K[0, 0], (kp_px[..., 1] - K[1, 2]) / K[1, 1]], -1)
 
 
 def place_root(kp_norm, sigma_norm, pose_rel, cov_rel=None, n_iter: int = 3):
