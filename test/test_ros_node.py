@@ -121,17 +121,20 @@ def test_bad_inputs_are_survived_and_counted(node):
         time.sleep(0.2)
         good_frame()
     assert int(node.counters()["bad_camera_info"]) >= 2
-    # out-of-order and repeated stamps are skipped
-    node.send(image_msg(good, sec=sec - 50)); bad_stamps.append(sec - 50)
+    # a late frame (older than the last by less than time_jump_s) and a repeated stamp are skipped
+    late = (sec - 1, 400_000_000)
+    node.send(image_msg(good, *late))
     time.sleep(0.3)
     node.send(image_msg(good, sec=sec))
     time.sleep(0.3)
     good_frame()
     counters = node.counters()
     assert int(counters["stamp_out_of_order"]) >= 1 and int(counters["stamp_repeated"]) >= 1
+    assert int(counters.get("time_jumps", 0)) == 0
     # nothing was published for any bad input
     published = {m.header.stamp.sec for m in node.poses}
     assert not published & set(bad_stamps)
+    assert not [m for m in node.poses if (m.header.stamp.sec, m.header.stamp.nanosec) == late]
     assert sum(1 for m in node.poses if m.header.stamp.sec == sec) == 1
     assert node.alive()
 
@@ -178,6 +181,27 @@ def test_runtime_parameters_validated(node):
     msg = node.pose_for(3000, timeout=120)
     assert msg.people and msg.people[0].num_hypotheses == 8 and msg.people[0].diffusion_steps == 2
     assert isinstance(ParameterMsg(), ParameterMsg)
+
+
+def test_time_jump_back_resets_and_goes_on(node):
+    """A stamp far older than the last (simulator reset, use_sim_time restart) is a jump back in
+    time: the node resets tracker and temporal buffers, logs it, counts it, and publishes again."""
+    b1, b2 = load_image("basketball1.png"), load_image("basketball2.png")
+    node.send_info(640, 480)
+    before = []
+    for image, sec in ((b1, 4000), (b2, 4001)):
+        node.send(image_msg(image, sec=sec))
+        before.append(node.pose_for(sec))
+    node.send(image_msg(b1, sec=40))                       # back by more than an hour
+    after = node.pose_for(40)
+    check_people(after, b1)
+    node.send(image_msg(b2, sec=41))
+    check_people(node.pose_for(41), b2)
+    counters = node.counters()
+    assert int(counters["time_jumps"]) == 1, counters
+    assert "time jumped back from 4001.000000 to 40.000000" in node.log()
+    old_ids = {p.track_id for m in before for p in m.people}
+    assert old_ids and not {p.track_id for p in after.people} & old_ids, "no track continues across the jump"
 
 
 def test_corrupt_compressed_images(ros, ros_env, tmp_path):

@@ -85,7 +85,7 @@ def render_from_bag(bag: Path, out_dir: Path, max_frames: int) -> list[Path]:
     from diffpose_ros.ros.messages import msg_to_person
     images, poses = {}, []
     for topic, _, msg in read_bag(bag):
-        if topic == "/camera/image_raw":
+        if topic == "/image":
             images[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
         elif topic == "/human_pose_3d":
             poses.append(((msg.header.stamp.sec, msg.header.stamp.nanosec), msg))
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     if bag.exists():
         import shutil
         shutil.rmtree(bag)
-    topics = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/human_pose_3d": HumanPose3DArray,
+    topics = {"/image": Image, "/camera_info": CameraInfo, "/human_pose_3d": HumanPose3DArray,
               "/human_pose_3d/markers": MarkerArray, "/diagnostics": DiagnosticArray}
     print(f"[demo] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}; starting sample camera + pose node (backend {args.backend})")
     procs = start_processes(env, args.source, args.rate, args.backend, args.params_file, args.out / "logs")
