@@ -31,21 +31,25 @@ def installed_share_dir() -> Path | None:
         return None
     try:
         return Path(get_package_share_directory("diffpose_ros"))
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):    # not installed; no AMENT_PREFIX_PATH at all
         return None
+
+
+def _sample_files(folder: Path) -> list[Path]:
+    files = [folder / name for name in DEFAULT_SAMPLE_IMAGES]
+    return files if all(f.is_file() for f in files) else []
 
 
 def default_sample_images() -> list[Path]:
     """The sample camera's default photos: from the shared data next to the checkout (or
     $DIFFPOSE_SHARED_DATA), else from the install space. A clear error where neither has them."""
     places = [IMAGES_DIR]
-    share = installed_share_dir()
+    share = None if _sample_files(IMAGES_DIR) else installed_share_dir()   # look up ROS only if needed
     if share is not None:
         places.append(share / "sample_images")
     for place in places:
-        files = [place / name for name in DEFAULT_SAMPLE_IMAGES]
-        if all(f.is_file() for f in files):
-            return files
+        if _sample_files(place):
+            return _sample_files(place)
     raise FileNotFoundError(
         f"the sample camera's default photos ({', '.join(DEFAULT_SAMPLE_IMAGES)}) are in none of: "
         f"{', '.join(str(p) for p in places)}. Give the camera a source (sample_source:=<folder, image "

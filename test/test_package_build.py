@@ -67,6 +67,20 @@ def test_venv_does_not_register_a_second_diffpose_ros(monkeypatch):
     assert not (VENV / "share" / "diffpose_ros").exists()
 
 
+def test_sample_camera_without_its_photos_says_what_to_do(monkeypatch, tmp_path):
+    """Outside the checkout and without an installed copy, the default source is a clear error."""
+    from diffpose_ros import paths
+    from diffpose_ros.ros.sample_camera import FrameSource
+    monkeypatch.setattr(paths, "IMAGES_DIR", tmp_path / "no_images")
+    monkeypatch.setattr(paths, "installed_share_dir", lambda: tmp_path / "share")
+    with pytest.raises(FileNotFoundError, match="sample_source:="):
+        FrameSource("")
+    (tmp_path / "share" / "sample_images").mkdir(parents=True)
+    for name in paths.DEFAULT_SAMPLE_IMAGES:              # an install space's copy is used
+        shutil.copy(REPO.parent / "shared" / "data" / "images" / name, tmp_path / "share" / "sample_images")
+    assert FrameSource("").files[0].parent == tmp_path / "share" / "sample_images"
+
+
 # ---------------------------------------------------------------------------- colcon + ros2 launch
 needs_launch = pytest.mark.skipif(
     shutil.which("colcon", path=str(VENV / "bin")) is None or not (VENV / "bin" / "ros2").exists(),

@@ -230,7 +230,7 @@ def test_bad_parameter_at_start_is_a_clear_error(ros, ros_env, tmp_path):
     assert "tensorrt" in (out.stdout + out.stderr).lower()
 
 
-@pytest.mark.parametrize("fault", ["missing weights", "corrupt weights", "corrupt detector"])
+@pytest.mark.parametrize("fault", ["missing weights", "corrupt weights", "corrupt detector", "missing detector"])
 def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
     import shutil
     import subprocess
@@ -242,17 +242,21 @@ def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
         shutil.copytree(WEIGHTS_DIR / "frame", bundle, ignore=shutil.ignore_patterns("*.onnx"))
         (bundle / "model.pt").write_bytes(b"not a checkpoint" * 100)
         params = ["-p", f"lifter_weights:={bundle}"]
-    else:
+    elif fault == "corrupt detector":
         bad = tmp_path / "detector.onnx"
         bad.write_bytes(b"\x08\x07garbage" * 100)
         params = ["-p", f"detector_model:={bad}"]
+    else:                                    # a user-given path that is not there: say so, no export hint
+        params = ["-p", f"detector_model:={tmp_path / 'my_model.onnx'}"]
     out = subprocess.run([sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", *params],
                          env=ros_env, capture_output=True, text=True, timeout=120)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert "cannot start" in text
-    expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx"}[fault]
+    expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx",
+                "missing detector": "my_model.onnx' does not exist"}[fault]
     assert expected in text, text
+    assert "export" not in text or fault != "missing detector", text
 
 
 def test_sigterm_and_restart_reuses_the_exported_sampler(ros, ros_env, tmp_path):
