@@ -26,19 +26,31 @@ CAMERA_OVERRIDES = ("image_topic", "camera_info_topic", "use_sim_time")
 TRUE = ("true", "1", "yes", "on")
 
 
+def given_overrides(arg: dict) -> dict:
+    """The node parameters the user gave as launch arguments ('' = not given), typed."""
+    given = {name: arg[name] for name in OVERRIDES if arg.get(name, "") != ""}
+    if "use_sim_time" in given:
+        given["use_sim_time"] = given["use_sim_time"].lower() in TRUE
+    return given
+
+
+def check_rviz(wanted: bool) -> None:
+    """rviz:=true needs rviz2: say so before anything starts, not after the other nodes are up."""
+    if not wanted:
+        return
+    try:
+        get_package_share_directory("rviz2")
+    except (PackageNotFoundError, OSError):     # OSError: no AMENT_PREFIX_PATH at all
+        raise RuntimeError("rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2); "
+                           "nothing was started") from None
+
+
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in
            OVERRIDES + ("params_file", "namespace", "sample_camera", "sample_source", "rviz")}
     rviz = arg["rviz"].lower() in TRUE
-    if rviz:   # say so before anything starts, not after the other nodes are up
-        try:
-            get_package_share_directory("rviz2")
-        except PackageNotFoundError:
-            raise RuntimeError("rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2); "
-                               "nothing was started") from None
-    given = {name: arg[name] for name in OVERRIDES if arg[name] != ""}
-    if "use_sim_time" in given:
-        given["use_sim_time"] = given["use_sim_time"].lower() in TRUE
+    check_rviz(rviz)
+    given = given_overrides(arg)
     share = get_package_share_directory("diffpose_ros")
     actions = [Node(
         package="diffpose_ros", executable="pose_node", name="diffpose_pose_node", namespace=arg["namespace"],

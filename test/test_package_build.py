@@ -67,6 +67,39 @@ def test_venv_does_not_register_a_second_diffpose_ros(monkeypatch):
     assert not (VENV / "share" / "diffpose_ros").exists()
 
 
+def load_launch_file():
+    pytest.importorskip("launch_ros", reason="the launch system is not in this venv (setup installs it)")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pose_launch", REPO / "launch" / "pose.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_overrides_only_what_is_given():
+    """A launch argument left out changes nothing (the params file's value stays); one given
+    wins; use_sim_time is a bool; rviz:=true without rviz2 stops before anything starts."""
+    module = load_launch_file()
+    not_given = {name: "" for name in module.OVERRIDES}
+    assert module.given_overrides(not_given) == {}
+    assert module.given_overrides(dict(not_given, image_topic="/cam/image", backend="torch", use_sim_time="true")) == {
+        "image_topic": "/cam/image", "backend": "torch", "use_sim_time": True}
+    assert module.given_overrides(dict(not_given, use_sim_time="false")) == {"use_sim_time": False}
+    module.check_rviz(False)
+    with pytest.raises(RuntimeError, match="rviz2 is not installed"):   # no rviz2 in this venv
+        module.check_rviz(True)
+
+
+def test_missing_bundled_detector_says_how_to_export(monkeypatch, tmp_path):
+    from diffpose_ros.detector import export
+    from diffpose_ros.paths import detector_model_problem
+    monkeypatch.setattr(export, "DEFAULT_ONNX", tmp_path / "yolo11n-pose.onnx")
+    assert "ros2 run diffpose_ros export_detector" in detector_model_problem("")
+    assert "does not exist" in detector_model_problem(str(tmp_path / "mine.onnx"))
+    (tmp_path / "mine.onnx").write_bytes(b"x")
+    assert detector_model_problem(str(tmp_path / "mine.onnx")) is None
+
+
 def test_sample_camera_without_its_photos_says_what_to_do(monkeypatch, tmp_path):
     """Outside the checkout and without an installed copy, the default source is a clear error."""
     from diffpose_ros import paths
@@ -203,6 +236,11 @@ def test_colcon_build_and_launch_with_a_params_file(tmp_path, ros_env):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "rviz2 is not installed" in out.stdout + out.stderr, out.stdout + out.stderr
     assert "process started" not in out.stdout + out.stderr
+    # the detector export is a command of the install space (up to date here: nothing to do)
+    out = subprocess.run(["bash", "-c", f"source {install / 'setup.bash'} && ros2 run diffpose_ros export_detector"],
+                         env=dict(ros_env, PATH=f"{VENV / 'bin'}:{os.environ['PATH']}"), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and '"onnx"' in out.stdout and str(install) in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.slow

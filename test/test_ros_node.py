@@ -36,6 +36,13 @@ def node(ros, ros_env, tmp_path_factory):
         harness.close()
 
 
+def test_rectified_images_are_recognised_by_their_topic_name():
+    from diffpose_ros.ros.node import is_rectified_topic
+    assert is_rectified_topic("/camera/image_rect") and is_rectified_topic("/cam/image_rect_color/compressed")
+    assert not is_rectified_topic("/camera/image_raw") and not is_rectified_topic("/image")
+    assert not is_rectified_topic("/camera/image_rect/../image")   # only the last name counts
+
+
 def check_people(msg, image, min_people=1):
     """Every field of a published array: header, joints, finite positions in front, PSD covariances."""
     assert msg.header.frame_id == "camera_optical_frame"
