@@ -36,6 +36,19 @@ def node(ros, ros_env, tmp_path_factory):
         harness.close()
 
 
+def test_dds_profile_variable_is_the_one_this_fast_dds_reads():
+    """Fast DDS 3 (Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Jazzy) only the
+    older FASTRTPS_ name: the session's large shared-memory profile must be set under the right one."""
+    import importlib.metadata as md
+    import os
+    from diffpose_ros.tools.demo import fastdds_profiles_variable
+    names = {d.metadata["Name"]: d.version for d in md.distributions()}
+    major = int((names.get("ros-fastdds") or names["ros-fastrtps"]).split(".")[0])
+    expected = "FASTDDS_DEFAULT_PROFILES_FILE" if major >= 3 else "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert fastdds_profiles_variable() == expected
+    assert os.environ[expected].endswith("config/fastdds.xml")        # set by conftest for the session
+
+
 def test_rectified_images_are_recognised_by_their_topic_name():
     from diffpose_ros.ros.node import is_rectified_topic
     assert is_rectified_topic("/camera/image_rect") and is_rectified_topic("/cam/image_rect_color/compressed")

@@ -21,6 +21,21 @@ import numpy as np
 from diffpose_ros.paths import REPO_DIR
 
 
+def fastdds_profiles_variable() -> str:
+    """The environment variable this install's Fast DDS reads its XML profiles from: Fast DDS 3
+    (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE (and warns that FASTRTPS_... is deprecated);
+    Fast DDS 2 (Humble, Jazzy) knows only FASTRTPS_DEFAULT_PROFILES_FILE."""
+    import importlib.metadata
+    try:
+        importlib.metadata.version("ros-fastrtps")          # the Fast DDS 2 wheel (Jazzy)
+        return "FASTRTPS_DEFAULT_PROFILES_FILE"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if os.environ.get("ROS_DISTRO") in ("humble", "jazzy"):  # a system install
+        return "FASTRTPS_DEFAULT_PROFILES_FILE"
+    return "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
 def ros_environment() -> dict:
     """Localhost-only DDS with the large shared-memory profile, a domain of our own (kept if
     ROS_DOMAIN_ID is set). Applied to this process too, before it initialises rclpy; the
@@ -28,7 +43,7 @@ def ros_environment() -> dict:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"   # Kilted ignores ROS_LOCALHOST_ONLY
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_DIR / "config" / "fastdds.xml"))
+    os.environ.setdefault(fastdds_profiles_variable(), str(REPO_DIR / "config" / "fastdds.xml"))
     return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
