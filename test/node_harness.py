@@ -60,7 +60,7 @@ class NodeHarness:
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera_info", 10)
         image_topic = "/image/compressed" if compressed else "/image"
         self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
-                        and self.diagnostics, timeout=90, what=f"node {name} to subscribe and spin")
+                        and self.diagnostics, timeout=240, what=f"node {name} to subscribe and spin")
         time.sleep(0.2)   # let our publishers match the subscriptions the graph just showed
 
     def _subscribed(self, topic: str) -> bool:
