@@ -59,8 +59,14 @@ class NodeHarness:
         self.pub_compressed = self.node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera_info", 10)
         image_topic = "/image/compressed" if compressed else "/image"
-        self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
-                        and self.diagnostics, timeout=240, what=f"node {name} to subscribe and spin")
+        try:
+            self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
+                            and self.diagnostics, timeout=240, what=f"node {name} to subscribe and spin")
+        except AssertionError:         # no test will close a harness that never came up: no stray node
+            self.proc.kill()
+            self.proc.wait()
+            self.node.destroy_node()
+            raise
         time.sleep(0.2)   # let our publishers match the subscriptions the graph just showed
 
     def _subscribed(self, topic: str) -> bool:
