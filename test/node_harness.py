@@ -15,9 +15,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from diffpose_ros.camera import Intrinsics
 from diffpose_ros.msg import HumanPose3DArray
 from diffpose_ros.paths import IMAGES_DIR
-from diffpose_ros.pipeline import Intrinsics
 from diffpose_ros.ros.images import encode_bgr8
 from diffpose_ros.ros.sample_camera import camera_info
 
@@ -54,12 +54,19 @@ class NodeHarness:
         self.diagnostics: list[DiagnosticArray] = []
         self.node.create_subscription(HumanPose3DArray, "/human_pose_3d", self.poses.append, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.pub_image = self.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
-        self.pub_compressed = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
-        self.pub_info = self.node.create_publisher(CameraInfo, "/camera/camera_info", 10)
-        image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
-        self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera/camera_info")
-                        and self.diagnostics, timeout=90, what=f"node {name} to subscribe and spin")
+        # the node's default input names are the relative image and camera_info
+        self.pub_image = self.node.create_publisher(Image, "/image", RELIABLE)
+        self.pub_compressed = self.node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
+        self.pub_info = self.node.create_publisher(CameraInfo, "/camera_info", 10)
+        image_topic = "/image/compressed" if compressed else "/image"
+        try:
+            self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
+                            and self.diagnostics, timeout=240, what=f"node {name} to subscribe and spin")
+        except AssertionError:         # no test will close a harness that never came up: no stray node
+            self.proc.kill()
+            self.proc.wait()
+            self.node.destroy_node()
+            raise
         time.sleep(0.2)   # let our publishers match the subscriptions the graph just showed
 
     def _subscribed(self, topic: str) -> bool:

@@ -34,7 +34,7 @@ def test_export_is_up_to_date():
 def test_intrinsics():
     K = detect.intrinsics_from_fov(640, 480, 90.0)
     assert K[0, 0] == pytest.approx(320.0) and K[1, 1] == pytest.approx(320.0)
-    assert (K[0, 2], K[1, 2]) == (320.0, 240.0)
+    assert (K[0, 2], K[1, 2]) == (319.5, 239.5)   # pixel centres at integers: the centre is (w - 1) / 2
     np.testing.assert_allclose(detect.parse_k("500,501,320,240"), [[500, 0, 320], [0, 501, 240], [0, 0, 1]])
     with pytest.raises(ValueError, match="4 values"):
         detect.parse_k("1,2,3")

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from diffpose_ros.lifter.placement import normalise_px, place_root
+from diffpose_ros.camera import normalize as normalise_px
+from diffpose_ros.lifter.placement import place_root
 
 
 def _scene(rng, P=6):

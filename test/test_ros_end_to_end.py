@@ -35,7 +35,7 @@ def test_sample_camera_to_node_to_subscriber(ros_env, tmp_path):
         rel = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(HumanPose3DArray, "/human_pose_3d", poses.append, rel)
         node.create_subscription(
-            Image, "/camera/image_raw",
+            Image, "/image",
             lambda m: images.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), rel)
 
         def seen(msgs):   # pose messages whose image this subscriber also received (the first

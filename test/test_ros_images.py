@@ -78,3 +78,15 @@ def test_bad_compressed_images_are_refused():
     with pytest.raises(ImageError, match="empty"):
         decode_compressed(b"", "jpeg")
     assert 8000 * 8000 > MAX_PIXELS
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_patterns_decode_a_known_colour(pattern):
+    """A flat scene of one colour, sampled through the pattern's colour filter array (2x2 block
+    read row by row, as ROS names it), decodes back to that colour, red and blue not swapped."""
+    bgr = {"b": 40, "g": 130, "r": 220}
+    block = np.array([[bgr[pattern[0]], bgr[pattern[1]]], [bgr[pattern[2]], bgr[pattern[3]]]], np.uint8)
+    mosaic = np.tile(block, (24, 32))                  # 48 x 64
+    out = decode_raw(mosaic.tobytes(), 64, 48, 64, f"bayer_{pattern}8")
+    inner = out[4:-4, 4:-4].reshape(-1, 3).astype(int)   # demosaicing borders are approximate
+    assert np.abs(inner - [bgr["b"], bgr["g"], bgr["r"]]).max() <= 2, (pattern, inner.mean(axis=0))

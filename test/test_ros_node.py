@@ -36,6 +36,26 @@ def node(ros, ros_env, tmp_path_factory):
         harness.close()
 
 
+def test_dds_profile_variable_is_the_one_this_fast_dds_reads():
+    """Fast DDS 3 (Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Jazzy) only the
+    older FASTRTPS_ name: the session's large shared-memory profile must be set under the right one."""
+    import importlib.metadata as md
+    import os
+    from diffpose_ros.tools.demo import fastdds_profiles_variable
+    names = {d.metadata["Name"]: d.version for d in md.distributions()}
+    major = int((names.get("ros-fastdds") or names["ros-fastrtps"]).split(".")[0])
+    expected = "FASTDDS_DEFAULT_PROFILES_FILE" if major >= 3 else "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert fastdds_profiles_variable() == expected
+    assert os.environ[expected].endswith("config/fastdds.xml")        # set by conftest for the session
+
+
+def test_rectified_images_are_recognised_by_their_topic_name():
+    from diffpose_ros.ros.node import is_rectified_topic
+    assert is_rectified_topic("/camera/image_rect") and is_rectified_topic("/cam/image_rect_color/compressed")
+    assert not is_rectified_topic("/camera/image_raw") and not is_rectified_topic("/image")
+    assert not is_rectified_topic("/camera/image_rect/../image")   # only the last name counts
+
+
 def check_people(msg, image, min_people=1):
     """Every field of a published array: header, joints, finite positions in front, PSD covariances."""
     assert msg.header.frame_id == "camera_optical_frame"
@@ -121,17 +141,20 @@ def test_bad_inputs_are_survived_and_counted(node):
         time.sleep(0.2)
         good_frame()
     assert int(node.counters()["bad_camera_info"]) >= 2
-    # out-of-order and repeated stamps are skipped
-    node.send(image_msg(good, sec=sec - 50)); bad_stamps.append(sec - 50)
+    # a late frame (older than the last by less than time_jump_s) and a repeated stamp are skipped
+    late = (sec - 1, 400_000_000)
+    node.send(image_msg(good, *late))
     time.sleep(0.3)
     node.send(image_msg(good, sec=sec))
     time.sleep(0.3)
     good_frame()
     counters = node.counters()
     assert int(counters["stamp_out_of_order"]) >= 1 and int(counters["stamp_repeated"]) >= 1
+    assert int(counters.get("time_jumps", 0)) == 0
     # nothing was published for any bad input
     published = {m.header.stamp.sec for m in node.poses}
     assert not published & set(bad_stamps)
+    assert not [m for m in node.poses if (m.header.stamp.sec, m.header.stamp.nanosec) == late]
     assert sum(1 for m in node.poses if m.header.stamp.sec == sec) == 1
     assert node.alive()
 
@@ -180,6 +203,27 @@ def test_runtime_parameters_validated(node):
     assert isinstance(ParameterMsg(), ParameterMsg)
 
 
+def test_time_jump_back_resets_and_goes_on(node):
+    """A stamp far older than the last (simulator reset, use_sim_time restart) is a jump back in
+    time: the node resets tracker and temporal buffers, logs it, counts it, and publishes again."""
+    b1, b2 = load_image("basketball1.png"), load_image("basketball2.png")
+    node.send_info(640, 480)
+    before = []
+    for image, sec in ((b1, 4000), (b2, 4001)):
+        node.send(image_msg(image, sec=sec))
+        before.append(node.pose_for(sec))
+    node.send(image_msg(b1, sec=40))                       # back by more than an hour
+    after = node.pose_for(40)
+    check_people(after, b1)
+    node.send(image_msg(b2, sec=41))
+    check_people(node.pose_for(41), b2)
+    counters = node.counters()
+    assert int(counters["time_jumps"]) == 1, counters
+    assert "time jumped back from 4001.000000 to 40.000000" in node.log()
+    old_ids = {p.track_id for m in before for p in m.people}
+    assert old_ids and not {p.track_id for p in after.people} & old_ids, "no track continues across the jump"
+
+
 def test_corrupt_compressed_images(ros, ros_env, tmp_path):
     node = NodeHarness(ros_env, tmp_path / "node.log", compressed=True, name="pose_node_compressed")
     try:
@@ -206,7 +250,7 @@ def test_bad_parameter_at_start_is_a_clear_error(ros, ros_env, tmp_path):
     assert "tensorrt" in (out.stdout + out.stderr).lower()
 
 
-@pytest.mark.parametrize("fault", ["missing weights", "corrupt weights", "corrupt detector"])
+@pytest.mark.parametrize("fault", ["missing weights", "corrupt weights", "corrupt detector", "missing detector"])
 def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
     import shutil
     import subprocess
@@ -218,17 +262,21 @@ def test_model_faults_are_clear_errors_at_start(ros_env, tmp_path, fault):
         shutil.copytree(WEIGHTS_DIR / "frame", bundle, ignore=shutil.ignore_patterns("*.onnx"))
         (bundle / "model.pt").write_bytes(b"not a checkpoint" * 100)
         params = ["-p", f"lifter_weights:={bundle}"]
-    else:
+    elif fault == "corrupt detector":
         bad = tmp_path / "detector.onnx"
         bad.write_bytes(b"\x08\x07garbage" * 100)
         params = ["-p", f"detector_model:={bad}"]
+    else:                                    # a user-given path that is not there: say so, no export hint
+        params = ["-p", f"detector_model:={tmp_path / 'my_model.onnx'}"]
     out = subprocess.run([sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", *params],
                          env=ros_env, capture_output=True, text=True, timeout=120)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert "cannot start" in text
-    expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx"}[fault]
+    expected = {"missing weights": "nowhere", "corrupt weights": "model.pt", "corrupt detector": "detector.onnx",
+                "missing detector": "my_model.onnx' does not exist"}[fault]
     assert expected in text, text
+    assert "export" not in text or fault != "missing detector", text
 
 
 def test_sigterm_and_restart_reuses_the_exported_sampler(ros, ros_env, tmp_path):

@@ -13,19 +13,13 @@ Robust: a detector's gross errors (a missed joint answered somewhere in the box,
 are far outside any sigma a confidence predicts, and one of them would drag the root by metres.
 So each iteration also reweights every joint by the Cauchy weight 1 / (1 + r_j^2 / (2 c^2)) of
 its normalised residual r_j (c = ROBUST_C): iteratively reweighted least squares.
-Caveat: pose errors are treated as independent between joints, so a systematic size error of the
-pose (e.g. a person much smaller than the training skeleton) is not in cov(T).
+Pose errors are treated as independent between joints here; the shared ones (a body of another
+size than the pose) and the pose's own spread are added by the calibration (calibration.py).
 """
 import numpy as np
 
 MIN_DEPTH = 0.1  # metres; a person cannot be closer than this to the camera centre
 ROBUST_C = 2.5   # Cauchy scale in units of the predicted std (95 % efficiency for Gaussian residuals)
-
-
-def normalise_px(kp_px: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., 2) pixels -> normalised camera coordinates with intrinsics K (3x3)."""
-    K = np.asarray(K, np.float64)
-    return np.stack([(kp_px[..., 0] - K[0, 2]) / K[0, 0], (kp_px[..., 1] - K[1, 2]) / K[1, 1]], -1)
 
 
 def place_root(kp_norm, sigma_norm, pose_rel, cov_rel=None, n_iter: int = 6):

@@ -24,10 +24,13 @@ RAW_ENCODINGS = {
     "uyvy": (2, np.uint8, cv2.COLOR_YUV2BGR_UYVY),
     "yuv422_yuy2": (2, np.uint8, cv2.COLOR_YUV2BGR_YUY2),
     "yuyv": (2, np.uint8, cv2.COLOR_YUV2BGR_YUY2),
-    "bayer_rggb8": (1, np.uint8, cv2.COLOR_BayerRG2BGR),
-    "bayer_bggr8": (1, np.uint8, cv2.COLOR_BayerBG2BGR),
-    "bayer_gbrg8": (1, np.uint8, cv2.COLOR_BayerGB2BGR),
-    "bayer_grbg8": (1, np.uint8, cv2.COLOR_BayerGR2BGR),
+    # ROS names a Bayer pattern by its first 2x2 block read row by row (bayer_rggb8: R G / G B);
+    # OpenCV's short names (BayerRG, ...) go by the second row, so use its explicit
+    # four-letter names, which follow the ROS reading (COLOR_BayerRGGB2BGR == COLOR_BayerBG2BGR)
+    "bayer_rggb8": (1, np.uint8, cv2.COLOR_BayerRGGB2BGR),
+    "bayer_bggr8": (1, np.uint8, cv2.COLOR_BayerBGGR2BGR),
+    "bayer_gbrg8": (1, np.uint8, cv2.COLOR_BayerGBRG2BGR),
+    "bayer_grbg8": (1, np.uint8, cv2.COLOR_BayerGRBG2BGR),
 }
 MAX_PIXELS = 4096 * 4096   # larger frames are refused: no robot camera sends them, and a
                            # 8000x8000 frame would stall the detector's resize for seconds

@@ -4,7 +4,9 @@ A thin adapter over diffpose_ros.pipeline.PosePipeline. The subscription callbac
 newest image in a one-slot buffer (an older unprocessed image is dropped and counted), and a
 worker thread runs detector + lifter on it, so the executor never blocks on the model.
 
-Subscribes: <image_topic> (sensor_msgs/Image, or <image_topic>/compressed), <camera_info_topic>
+Subscribes: image (sensor_msgs/Image, or image/compressed), camera_info: relative names, so
+            `-r image:=/camera/color/image_raw` and namespaces work as for image_pipeline nodes
+            (the image_topic / camera_info_topic parameters name them otherwise)
 Publishes:  human_pose_3d (diffpose_ros/HumanPose3DArray), human_pose_3d/markers (MarkerArray),
             human_pose_3d/debug_image (Image, optional), /diagnostics (DiagnosticArray)
 """
@@ -25,8 +27,10 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from diffpose_ros.camera import Intrinsics
 from diffpose_ros.msg import HumanPose3DArray
-from diffpose_ros.pipeline import Intrinsics, PipelineConfig, PosePipeline
+from diffpose_ros.paths import detector_model_problem
+from diffpose_ros.pipeline import PipelineConfig, PosePipeline
 from diffpose_ros.ros.images import ImageError, decode_compressed, decode_raw, encode_bgr8
 from diffpose_ros.ros.markers import markers_msg
 from diffpose_ros.ros.messages import people_to_msg
@@ -37,15 +41,19 @@ BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "torch", "tor
 
 # name: (default, description, range or choices, changeable at run time)
 PARAMETERS = {
-    "image_topic": ("/camera/image_raw", "sensor_msgs/Image topic", None, False),
-    "camera_info_topic": ("/camera/camera_info", "sensor_msgs/CameraInfo topic", None, False),
+    "image_topic": ("image", "sensor_msgs/Image topic (relative: remap 'image' or set a namespace)", None, False),
+    "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic (relative, like image)", None, False),
+    "rectified": ("auto", "the images are rectified: pixels follow CameraInfo P and R, D is not applied "
+                  "again (auto: when the image topic's name starts with image_rect)", ("auto", "true", "false"), False),
     "use_compressed": (False, "subscribe to <image_topic>/compressed instead", None, False),
     "qos_reliability": ("best_effort", "image QoS reliability", ("best_effort", "reliable"), False),
     "qos_depth": (1, "image QoS history depth", (1, 100), False),
     "fallback_hfov_deg": (70.0, "horizontal field of view used when no CameraInfo arrives", (10.0, 179.0), True),
     "camera_info_timeout_s": (2.0, "wait this long for CameraInfo before using the fallback", (0.0, 60.0), True),
     "frame_id": ("", "override the image frame_id ('' keeps it)", None, True),
-    "detector_model": ("", "YOLOv8/YOLO11-pose ONNX ('' = bundled yolo11n-pose)", None, False),
+    "time_jump_s": (1.0, "an image this much older than the last one means time jumped back (bag loop, "
+                    "simulator reset): tracker and temporal buffers are reset", (0.0, 3600.0), True),
+    "detector_model": ("", "YOLOv8/YOLO11-pose ONNX ('' = bundled yolo11n-pose)", detector_model_problem, False),
     "detector_score_threshold": (0.4, "minimum person score", (0.0, 1.0), True),
     "detector_threads": (2, "CPU threads of ONNX Runtime sessions", (1, 64), False),
     "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
@@ -72,7 +80,7 @@ def _descriptor(name, default, description, limits, dynamic) -> ParameterDescrip
             d.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]))]
         elif isinstance(default, int) and not isinstance(default, bool):
             d.integer_range = [IntegerRange(from_value=int(limits[0]), to_value=int(limits[1]), step=1)]
-    elif limits:
+    elif isinstance(limits, tuple) and limits:
         d.additional_constraints = "one of: " + ", ".join(limits)
     return d
 
@@ -96,6 +104,14 @@ class RosLogHandler(logging.Handler):
 
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def is_rectified_topic(topic: str) -> bool:
+    """image_pipeline names rectified images image_rect, image_rect_color (+ /compressed)."""
+    parts = [p for p in topic.split("/") if p]
+    if parts and parts[-1] == "compressed":
+        parts = parts[:-1]
+    return bool(parts) and parts[-1].startswith("image_rect")
 
 
 class PoseNode(Node):
@@ -123,6 +139,9 @@ class PoseNode(Node):
         self.intrinsics: Intrinsics | None = None
         self.first_image_time: float | None = None
         self.last_stamp: float | None = None
+        self.run_first_stamp: float | None = None           # first stamp since start / the last time jump
+        self.recent_stamps: deque[float] = deque(maxlen=300)  # processed stamps: a replay repeats them
+        self.jump_removed_ids: list[int] = []                 # tracks ended by a time jump (markers to delete)
         self.fallback_warned = False
 
         self.pipeline = self._make_pipeline()
@@ -132,10 +151,15 @@ class PoseNode(Node):
                          reliability=ReliabilityPolicy.BEST_EFFORT if self.p["qos_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE)
         if self.p["use_compressed"]:
-            self.create_subscription(CompressedImage, self.p["image_topic"] + "/compressed", self._on_image, qos)
+            sub = self.create_subscription(CompressedImage, self.p["image_topic"] + "/compressed", self._on_image, qos)
         else:
-            self.create_subscription(Image, self.p["image_topic"], self._on_image, qos)
-        self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data)
+            sub = self.create_subscription(Image, self.p["image_topic"], self._on_image, qos)
+        info_sub = self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_camera_info,
+                                            qos_profile_sensor_data)
+        # resolved names (namespace and remapping applied), for the log and the rectified guess
+        self.image_topic, self.camera_info_topic = sub.topic_name, info_sub.topic_name
+        self.rectified = self.p["rectified"] == "true" or (
+            self.p["rectified"] == "auto" and is_rectified_topic(self.image_topic))
         self.pub_people = self.create_publisher(HumanPose3DArray, "human_pose_3d", 10)
         self.pub_markers = self.create_publisher(MarkerArray, "human_pose_3d/markers", 10)
         self.pub_debug = self.create_publisher(Image, "human_pose_3d/debug_image", qos_profile_sensor_data)
@@ -148,12 +172,14 @@ class PoseNode(Node):
         self._rebuild = False
         self._worker = threading.Thread(target=self._work, name="diffpose_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"listening on {self.p['image_topic']}"
-                               f"{'/compressed' if self.p['use_compressed'] else ''} + {self.p['camera_info_topic']}")
+        self.get_logger().info(f"listening on {self.image_topic} + {self.camera_info_topic}"
+                               f"{' (rectified images: CameraInfo P and R)' if self.rectified else ''}")
 
     # ---------------------------------------------------------------- parameters
     def _check(self, name, value):
         default, _, limits, _ = PARAMETERS[name]
+        if callable(limits):                       # a validator: returns the problem or None
+            return limits(value)
         if isinstance(limits, tuple) and limits and isinstance(limits[0], str):
             if value not in limits:
                 return f"{name}='{value}' is not one of {', '.join(limits)}"
@@ -207,9 +233,7 @@ class PoseNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo):
         try:
-            K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-            self.intrinsics = Intrinsics(K=K, D=np.asarray(msg.d, dtype=np.float64),
-                                         width=msg.width, height=msg.height)
+            self.intrinsics = Intrinsics.from_camera_info(msg, rectified=self.rectified)
         except ValueError as err:
             self._warn("bad_camera_info", f"ignoring CameraInfo: {err}")
 
@@ -229,19 +253,18 @@ class PoseNode(Node):
         intr = self.intrinsics
         if intr is not None:
             if intr.width and intr.height and (intr.width, intr.height) != (width, height):
-                # binning/ROI mismatch between CameraInfo and image: scale K, warn
+                # the image is not the size CameraInfo describes (after its binning and ROI):
+                # assume a resized image, scale K, warn
                 self._warn("camera_info_size_mismatch",
-                           f"CameraInfo is {intr.width}x{intr.height} but the image is {width}x{height}; scaling K")
-                K = intr.K.copy()
-                K[0] *= width / intr.width
-                K[1] *= height / intr.height
-                return Intrinsics(K=K, D=intr.D, width=width, height=height)
+                           f"CameraInfo (binning and ROI applied) is {intr.width}x{intr.height} but the image "
+                           f"is {width}x{height}; scaling K")
+                return intr.scaled_to(width, height)
             return intr
         if time.monotonic() - self.first_image_time < self.p["camera_info_timeout_s"]:
             return None
         if not self.fallback_warned:
             self.get_logger().warning(
-                f"no CameraInfo on {self.p['camera_info_topic']}: using a {self.p['fallback_hfov_deg']} deg "
+                f"no CameraInfo on {self.camera_info_topic}: using a {self.p['fallback_hfov_deg']} deg "
                 "horizontal field of view; 3D positions are only as right as that guess")
             self.fallback_warned = True
         return Intrinsics.from_fov(width, height, self.p["fallback_hfov_deg"])
@@ -277,9 +300,12 @@ class PoseNode(Node):
         started = time.monotonic()
         stamp = stamp_seconds(msg.header.stamp)
         if self.last_stamp is not None and stamp <= self.last_stamp:
-            kind = "stamp_repeated" if stamp == self.last_stamp else "stamp_out_of_order"
-            self._warn(kind, f"skipping image with stamp {stamp:.6f} (last processed {self.last_stamp:.6f})")
-            return
+            if self._time_jumped_back(stamp):
+                self._reset_for_time_jump(stamp)
+            else:
+                kind = "stamp_repeated" if stamp == self.last_stamp else "stamp_out_of_order"
+                self._warn(kind, f"skipping image with stamp {stamp:.6f} (last processed {self.last_stamp:.6f})")
+                return
         try:
             image = self._decode(msg)
         except ImageError as err:
@@ -291,6 +317,10 @@ class PoseNode(Node):
             return
         result = self.pipeline.process(image, intr, stamp)
         self.last_stamp = stamp
+        if self.run_first_stamp is None:
+            self.run_first_stamp = stamp
+        self.recent_stamps.append(stamp)
+        removed, self.jump_removed_ids = result.removed_track_ids + self.jump_removed_ids, []
         self.counters["rejected_people"] += result.rejected
         header = msg.header
         if self.p["frame_id"]:
@@ -298,7 +328,7 @@ class PoseNode(Node):
         out = people_to_msg(result.people, header, latency_s=time.monotonic() - received)
         self.pub_people.publish(out)
         if self.p["publish_markers"]:
-            self.pub_markers.publish(markers_msg(result.people, result.removed_track_ids, header,
+            self.pub_markers.publish(markers_msg(result.people, removed, header,
                                                  self.p["marker_lifetime_s"]))
         if self.p["publish_debug_image"]:
             from diffpose_ros.render import draw_people_2d
@@ -313,6 +343,30 @@ class PoseNode(Node):
         self.stage_times["overhead"].append(now - started - t["detect"] - t["sampler"])
         self.rate_out.append(now)
         self.counters["frames_out"] += 1
+
+    def _time_jumped_back(self, stamp: float) -> bool:
+        """An image not newer than the last processed one: time jumped back (as tf2's buffer
+        treats it) when it is older by more than time_jump_s, repeats a stamp processed before
+        the last one (a bag played again), or precedes the first stamp of this run. Otherwise it
+        is a late or duplicate frame, to be skipped."""
+        if stamp == self.last_stamp:
+            return False
+        return (self.last_stamp - stamp > self.p["time_jump_s"] or stamp in self.recent_stamps
+                or stamp <= self.run_first_stamp)
+
+    def _reset_for_time_jump(self, stamp: float):
+        """Start over at `stamp`: no track or temporal window continues across the jump (track
+        ids keep counting, so none is reused); logged once per jump, counted as time_jumps."""
+        tracker = self.pipeline.tracker
+        self.jump_removed_ids = self.jump_removed_ids + [t.track_id for t in tracker.tracks]
+        tracker.tracks = []
+        self.pipeline.lifter.reset()
+        self.counters["time_jumps"] += 1
+        self.get_logger().warning(
+            f"time jumped back from {self.last_stamp:.6f} to {stamp:.6f} (bag played again, simulator reset "
+            f"or use_sim_time restart): tracker and temporal buffers reset [time_jumps: {self.counters['time_jumps']}]")
+        self.last_stamp = self.run_first_stamp = None
+        self.recent_stamps.clear()
 
     # ---------------------------------------------------------------- diagnostics
     @staticmethod

@@ -1,8 +1,11 @@
 """A camera for machines with none: publishes images (a folder, files or a video) in a loop as
 sensor_msgs/Image + CameraInfo with one stamp, at a set rate.
 
-Default source: the shared sample photos (basketball1, basketball2, messi5). The intrinsics are
-a pinhole guess from `hfov_deg` (the photos came without calibration).
+Default source: the sample photos (basketball1, basketball2, messi5) from the shared data next to
+the checkout or, in a colcon install, from share/diffpose_ros/sample_images (paths.py). The
+intrinsics are a pinhole guess from `hfov_deg` (the photos came without calibration).
+Publishes on the relative names image and camera_info (where the pose node listens by default);
+image_topic / camera_info_topic, e.g. from the pose node's params file, name other topics.
 """
 from __future__ import annotations
 
@@ -18,11 +21,11 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from diffpose_ros.paths import IMAGES_DIR
-from diffpose_ros.pipeline import Intrinsics
+from diffpose_ros.camera import Intrinsics
+from diffpose_ros.paths import default_sample_images
 from diffpose_ros.ros.images import encode_bgr8
 
-DEFAULT_IMAGES = ("basketball1.png", "basketball2.png", "messi5.jpg")
+DEFAULT_FRAME_ID = "camera_optical_frame"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -32,7 +35,7 @@ class FrameSource:
     def __init__(self, source: str = "", loop: bool = True):
         self.loop = loop
         if not source:
-            self.files = [IMAGES_DIR / name for name in DEFAULT_IMAGES]
+            self.files = default_sample_images()
         else:
             parts = [Path(p) for p in source.split(",") if p]
             self.files = []
@@ -71,9 +74,10 @@ class FrameSource:
 
 
 def camera_info(intr: Intrinsics, header) -> CameraInfo:
-    info = CameraInfo(header=header, width=intr.width, height=intr.height, distortion_model="plumb_bob")
+    """CameraInfo of an unbinned full-image camera with these intrinsics (no rectification)."""
+    info = CameraInfo(header=header, width=intr.width, height=intr.height, distortion_model=intr.distortion_model)
     info.k = intr.K.reshape(-1).tolist()
-    info.d = [0.0] * 5
+    info.d = intr.D.tolist() if intr.D.size else [0.0] * 5
     info.r = np.eye(3).reshape(-1).tolist()
     P = np.zeros((3, 4)); P[:, :3] = intr.K
     info.p = P.reshape(-1).tolist()
@@ -88,19 +92,20 @@ class SampleCamera(Node):
         self.declare_parameter("loop", True)
         self.declare_parameter("max_frames", 0)        # 0 = no limit
         self.declare_parameter("hfov_deg", 60.0)
-        self.declare_parameter("frame_id", "camera_optical_frame")
-        self.declare_parameter("image_topic", "/camera/image_raw")
-        self.declare_parameter("camera_info_topic", "/camera/camera_info")
+        self.declare_parameter("frame_id", DEFAULT_FRAME_ID)   # '' (the pose node's "keep it") = default
+        self.declare_parameter("image_topic", "image")
+        self.declare_parameter("camera_info_topic", "camera_info")
         self.declare_parameter("reliable", False)
         g = lambda n: self.get_parameter(n).value  # noqa: E731
         self.source = FrameSource(g("source"), loop=g("loop"))
-        self.max_frames, self.hfov, self.frame_id = g("max_frames"), g("hfov_deg"), g("frame_id")
+        self.max_frames, self.hfov, self.frame_id = g("max_frames"), g("hfov_deg"), g("frame_id") or DEFAULT_FRAME_ID
         qos = 10 if g("reliable") else qos_profile_sensor_data
         self.pub_image = self.create_publisher(Image, g("image_topic"), qos)
         self.pub_info = self.create_publisher(CameraInfo, g("camera_info_topic"), qos)
         self.sent = 0
         self.timer = self.create_timer(1.0 / g("rate_hz"), self.tick)
-        self.get_logger().info(f"publishing {len(self.source.files)} source file(s) at {g('rate_hz')} Hz on {g('image_topic')}")
+        self.get_logger().info(f"publishing {len(self.source.files)} source file(s) at {g('rate_hz')} Hz on "
+                               f"{self.pub_image.topic_name} + {self.pub_info.topic_name}")
 
     def tick(self):
         if self.max_frames and self.sent >= self.max_frames:
@@ -121,10 +126,16 @@ class SampleCamera(Node):
 
 def main(args=None):
     node = None
+    code = 0
     try:
         rclpy.init(args=args)
-        node = SampleCamera()
-        rclpy.spin(node)
+        try:
+            node = SampleCamera()
+        except (OSError, ValueError) as err:   # no source files, unreadable image: say so, exit 2
+            rclpy.logging.get_logger("sample_camera").fatal(f"cannot start: {err}")
+            code = 2
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -133,7 +144,7 @@ def main(args=None):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ def run_scene(people: int, args, env) -> dict:
 
     client.create_subscription(HumanPose3DArray, "/human_pose_3d", on_pose, rel)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    pub = client.create_publisher(Image, "/camera/image_raw", rel)
-    pub_info = client.create_publisher(CameraInfo, "/camera/camera_info", 10)
+    pub = client.create_publisher(Image, "/image", rel)               # the node's default input names
+    pub_info = client.create_publisher(CameraInfo, "/camera_info", 10)
     data, w, h, step = encode_bgr8(scene(people))
     info = camera_info(Intrinsics.from_fov(w, h, 60.0), Header(frame_id="camera_optical_frame"))
 

@@ -21,6 +21,21 @@ import numpy as np
 from diffpose_ros.paths import REPO_DIR
 
 
+def fastdds_profiles_variable() -> str:
+    """The environment variable this install's Fast DDS reads its XML profiles from: Fast DDS 3
+    (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE (and warns that FASTRTPS_... is deprecated);
+    Fast DDS 2 (Humble, Jazzy) knows only FASTRTPS_DEFAULT_PROFILES_FILE."""
+    import importlib.metadata
+    try:
+        importlib.metadata.version("ros-fastrtps")          # the Fast DDS 2 wheel (Jazzy)
+        return "FASTRTPS_DEFAULT_PROFILES_FILE"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if os.environ.get("ROS_DISTRO") in ("humble", "jazzy"):  # a system install
+        return "FASTRTPS_DEFAULT_PROFILES_FILE"
+    return "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
 def ros_environment() -> dict:
     """Localhost-only DDS with the large shared-memory profile, a domain of our own (kept if
     ROS_DOMAIN_ID is set). Applied to this process too, before it initialises rclpy; the
@@ -28,7 +43,7 @@ def ros_environment() -> dict:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"   # Kilted ignores ROS_LOCALHOST_ONLY
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_DIR / "config" / "fastdds.xml"))
+    os.environ.setdefault(fastdds_profiles_variable(), str(REPO_DIR / "config" / "fastdds.xml"))
     return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
@@ -85,7 +100,7 @@ def render_from_bag(bag: Path, out_dir: Path, max_frames: int) -> list[Path]:
     from diffpose_ros.ros.messages import msg_to_person
     images, poses = {}, []
     for topic, _, msg in read_bag(bag):
-        if topic == "/camera/image_raw":
+        if topic == "/image":
             images[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
         elif topic == "/human_pose_3d":
             poses.append(((msg.header.stamp.sec, msg.header.stamp.nanosec), msg))
@@ -135,7 +150,7 @@ def main(argv=None) -> int:
     if bag.exists():
         import shutil
         shutil.rmtree(bag)
-    topics = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/human_pose_3d": HumanPose3DArray,
+    topics = {"/image": Image, "/camera_info": CameraInfo, "/human_pose_3d": HumanPose3DArray,
               "/human_pose_3d/markers": MarkerArray, "/diagnostics": DiagnosticArray}
     print(f"[demo] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}; starting sample camera + pose node (backend {args.backend})")
     procs = start_processes(env, args.source, args.rate, args.backend, args.params_file, args.out / "logs")

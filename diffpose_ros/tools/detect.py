@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from diffpose_ros.camera import fov_intrinsics
 from diffpose_ros.detector.coco_to_h36m import coco_to_h36m
 from diffpose_ros.detector.draw import draw_detections
 from diffpose_ros.detector.tracker import Tracker
@@ -31,11 +31,10 @@ DEFAULT_FOV_DEG = 60.0
 
 
 def intrinsics_from_fov(width: int, height: int, hfov_deg: float) -> np.ndarray:
-    """Pinhole K with square pixels and the principal point at the image centre."""
+    """Pinhole K for --fov: the package's one field-of-view guess (camera.fov_intrinsics)."""
     if not 1.0 < hfov_deg < 179.0:
         raise ValueError(f"--fov must be in (1, 179) degrees, got {hfov_deg}")
-    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-    return np.array([[f, 0, width / 2.0], [0, f, height / 2.0], [0, 0, 1]])
+    return fov_intrinsics(width, height, hfov_deg)
 
 
 def parse_k(text: str) -> np.ndarray:
