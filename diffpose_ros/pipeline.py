@@ -60,8 +60,11 @@ class PosePipeline:
 
     @classmethod
     def create(cls, detector_model=None, backend="auto", lifter_weights=None, steps=5, n_hyp=5,
-               threads=2, fp16=True, seed=0, config: PipelineConfig | None = None, logger=None):
-        """Build the default stack: YOLO pose (ONNX Runtime) + tracker + DiffPose lifter on `backend`."""
+               threads=2, fp16=True, seed=0, config: PipelineConfig | None = None, logger=None,
+               detector_options: dict | None = None):
+        """Build the default stack: YOLO pose (ONNX Runtime) + tracker + DiffPose lifter on `backend`.
+
+        ``detector_options``: more YoloPoseDetector arguments (input_size, letterbox_mode, ...)."""
         from .backends import make_backend
         from .detector.tracker import Tracker
         from .detector.yolo_pose import YoloPoseDetector
@@ -70,7 +73,8 @@ class PosePipeline:
         config = config or PipelineConfig()
         weights = lifter_weights or WEIGHTS_DIR / "frame"
         detector = YoloPoseDetector(model_path=detector_model or None,
-                                    score_threshold=config.score_threshold, threads=threads)
+                                    score_threshold=config.score_threshold, threads=threads,
+                                    **(detector_options or {}))
         runner = TimedRunner(make_backend(backend, weights_dir=weights, steps=steps, n_hyp=n_hyp,
                                           max_people=config.max_people, threads=threads, fp16=fp16,
                                           logger=logger))

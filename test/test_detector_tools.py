@@ -70,7 +70,48 @@ def test_detect_tool_writes_lifter_input(tmp_path, capsys):
 @needs_model
 def test_bench_tool(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench_detector.main(["--runs", "3", "--warmup", "1", "--out", str(out)]) == 0
+    assert bench_detector.main(["--rounds", "2", "--frames", "1", "--no-accuracy", "--out", str(out),
+                                "--settings", "sq: size=320,letterbox=square", "al: size=320"]) == 0
     res = json.loads(out.read_text())
-    assert res["threads"] == 2 and res["runs"] == 3
-    assert 0 < res["detect_end_to_end"]["median_ms"] < 5000
+    assert set(res["latency"]) == {"sq", "al"}
+    assert res["latency"]["sq"]["input"] == "320x320" and res["latency"]["al"]["input"] == "320x256"
+    assert res["latency"]["al"]["total"]["n"] == 2 and 0 < res["latency"]["al"]["total"]["median_ms"] < 5000
+    assert "latency per frame" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unique"):
+        bench_detector.main(["--no-accuracy", "--settings", "a: size=320", "a: size=416"])
+
+
+def test_bench_settings_parse():
+    s = bench_detector.Setting.parse("fast: size=416,letterbox=tight,model=int8,threads=1,opt=basic,spin=1")
+    assert (s.name, s.size, s.letterbox, s.model, s.threads, s.opt, s.spin) == ("fast", 416, "tight", "int8", 1,
+                                                                              "basic", True)
+    assert s.model_path() == export.INT8_ONNX
+    assert bench_detector.Setting.parse("size=480").size == 480
+    with pytest.raises(ValueError, match="not one of"):
+        bench_detector.Setting.parse("x: colour=red")
+
+
+def test_compare_counts_and_errors():
+    from diffpose_ros.detector.yolo_pose import Detection
+
+    def det(x, score, shift=0.0):
+        kp = np.stack([np.linspace(x, x + 50, 17), np.linspace(10, 200, 17)], axis=1) + shift
+        return Detection(box=np.array([x, 0, x + 60, 210.0]), score=score, keypoints=kp,
+                         keypoint_conf=np.full(17, 0.9))
+    ref = [[det(0, 0.9), det(300, 0.8)], [det(0, 0.9)]]
+    cand = [[det(0, 0.9, 3.0), det(300, 0.3)], [det(0, 0.9), det(500, 0.7)]]
+    r = bench_detector.compare(ref, cand, score=0.4)
+    # person 2 of frame 1 matches but with a score under the threshold: not found, keypoints compared
+    assert (r["reference_people"], r["found"], r["extra"]) == (3, 2, 1)
+    assert r["keypoint_median_px"] == 0.0 and r["keypoint_p90_px"] == pytest.approx(3 * 2 ** 0.5, abs=0.01)
+    assert r["keypoint_per_joint"]["nose"]["n"] == 3
+
+
+def test_int8_export_is_checked_and_idempotent():
+    if not export.INT8_ONNX.exists():
+        pytest.skip("int8 model not made (diffpose-export-detector --int8)")
+    before = export.INT8_ONNX.stat().st_mtime_ns
+    assert export.quantize_int8() == export.INT8_ONNX
+    assert export.INT8_ONNX.stat().st_mtime_ns == before
+    meta = json.loads(export.INT8_ONNX.with_suffix(".json").read_text())
+    assert meta["source_onnx_sha256"] == export.sha256_file(export.DEFAULT_ONNX)

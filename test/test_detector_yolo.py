@@ -140,3 +140,79 @@ def test_score_threshold_filters(detector):
     assert len(strict.detect(img)) <= len(detector.detect(img))
     with pytest.raises(ValueError, match="score_threshold"):
         YoloPoseDetector(score_threshold=1.5)
+
+
+@pytest.mark.parametrize("hw,size,mode,want", [
+    ((480, 640), 640, "square", (640, 640)),
+    ((480, 640), 640, "tight", (480, 640)),
+    ((480, 640), 640, "aligned", (512, 640)),      # 80 px of grey above -> 16 px (80 mod 32)
+    ((480, 640), 480, "aligned", (416, 480)),      # 60 px -> 28 px
+    ((480, 640), 416, "tight", (320, 416)),
+    ((600, 512), 640, "aligned", (640, 576)),      # portrait: the width is cut instead
+    ((360, 640), 640, "aligned", (384, 640)),      # 16:9: 140 px -> 12 px
+    ((640, 640), 320, "aligned", (320, 320)),
+])
+def test_rect_shape(hw, size, mode, want):
+    from diffpose_ros.detector.yolo_pose import rect_shape
+    got = rect_shape(*hw, size, mode)
+    assert got == want and got[0] % 32 == 0 and got[1] % 32 == 0
+
+
+def test_aligned_letterbox_is_the_square_one_cropped():
+    # the aligned input is the square input with whole 32-px bands of padding removed, so the
+    # image lands on the same grid phase; a letterbox of any (h, w) round-trips points
+    from diffpose_ros.detector.yolo_pose import rect_shape
+    img = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    square, lb_sq = letterbox(img, 640)
+    aligned, lb_al = letterbox(img, rect_shape(480, 640, 640, "aligned"))
+    cut = (640 - aligned.shape[0]) // 2
+    assert cut % 32 == 0
+    np.testing.assert_array_equal(aligned, square[cut:640 - cut])
+    assert lb_sq.pad_y - lb_al.pad_y == cut
+    pts = np.array([[0.0, 0.0], [639.0, 479.0], [100.5, 200.25]])
+    np.testing.assert_allclose(lb_al.to_original(lb_al.to_input(pts)), pts, atol=1e-9)
+    with pytest.raises(ValueError, match="letterbox mode"):
+        rect_shape(480, 640, 640, "round")
+
+
+def test_input_size_validation(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from diffpose_ros.detector.yolo_pose import check_input_size
+    assert check_input_size(480) == 480
+    for bad in (0, 100, 5000):
+        with pytest.raises(ValueError, match="multiple of 32"):
+            check_input_size(bad)
+    # a fixed 64x64 model cannot take another input size: said before anything else
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 56, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [inp], [out])
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ValueError, match="fixed 64x64"):
+        YoloPoseDetector(path, input_size=640)
+    with pytest.raises(ValueError, match="letterbox_mode"):
+        YoloPoseDetector(path, letterbox_mode="round")
+
+
+@needs_model
+@needs_images
+def test_dynamic_model_sizes_and_modes(detector):
+    img = cv2.imread(str(IMAGES_DIR / "basketball1.png"))
+    assert detector.fixed_shape is None and detector.input_size == 640
+    assert detector.letterbox_mode == "aligned" and detector.input_shape(img.shape[:2]) == (512, 640)
+    square = YoloPoseDetector(letterbox_mode="square")
+    ref, got = square.detect(img), detector.detect(img)
+    assert len(ref) == len(got) == 2
+    # same content on the same grid phase: the keypoints barely move (measured 0.2 px median)
+    for a, b in zip(sorted(ref, key=lambda d: d.box[0]), sorted(got, key=lambda d: d.box[0])):
+        seen = a.keypoint_conf > 0.5
+        assert np.median(np.linalg.norm(a.keypoints[seen] - b.keypoints[seen], axis=1)) < 1.0
+    small = YoloPoseDetector(input_size=320)
+    assert small.preprocess(img)[0].shape == (1, 3, 256, 320)
+    assert len(small.detect(img)) >= 1
+    small.input_size = 480                      # settable between frames on a dynamic model
+    assert small.preprocess(img)[0].shape == (1, 3, 416, 480)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        small.input_size = 500

@@ -1,11 +1,16 @@
 """Multi-person COCO-17 keypoint detector: YOLOv8/YOLO11-pose ONNX run with onnxruntime.
 
 No torch and no ultralytics at run time. The ONNX model (exported by ``export.py`` or
-supplied by the user) takes a 1x3xSxS RGB float image in [0, 1] and returns 1x56xN
+supplied by the user) takes a 1x3xHxW RGB float image in [0, 1] and returns 1x56xN
 candidates: box centre/size (4, input pixels), person score (1, already a probability) and
-17 keypoints as (x, y, visibility probability). We letterbox the image into SxS, keep the
-candidates above the score threshold, run class-agnostic NMS and map boxes and keypoints
-back to the original pixel grid.
+17 keypoints as (x, y, visibility probability). We letterbox the image, keep the candidates
+above the score threshold, run class-agnostic NMS and map boxes and keypoints back to the
+original pixel grid.
+
+Input shape. A model with a fixed HxW input gets exactly that. A model with dynamic height and
+width (the bundled export) gets the image scaled so that its longer side is ``input_size`` and
+only as much grey padding as keeps the network's numbers those of the square input (see
+``rect_shape``): a 640x480 camera at input_size 640 is a 640x512 input instead of 640x640.
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ log = logging.getLogger(__name__)
 NUM_KPTS = 17
 OUT_CHANNELS = 4 + 1 + NUM_KPTS * 3  # 56
 LETTERBOX_FILL = 114  # the grey ultralytics pads with during training
+STRIDE = 32           # the coarsest feature map of YOLOv8/YOLO11: input sides must be multiples of it
+DEFAULT_INPUT_SIZE = 640
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+LETTERBOX_MODES = ("aligned", "square", "tight")
 
 
 def default_model_path() -> Path:
@@ -71,18 +80,62 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image must be HxW, HxWx1 or HxWx3, got shape {image.shape}")
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio so the longer side is ``size``, pad to size x size."""
+def check_input_size(size) -> int:
+    size = int(size)
+    if size < STRIDE or size > 4096 or size % STRIDE:
+        raise ValueError(f"detector input size must be a multiple of {STRIDE} in [{STRIDE}, 4096], got {size}")
+    return size
+
+
+def rect_shape(h: int, w: int, size: int, mode: str = "aligned", stride: int = STRIDE) -> tuple[int, int]:
+    """Network input (height, width) for an h x w image whose longer side is scaled to ``size``.
+
+    square   size x size, the image centred (what a fixed 640x640 export gets)
+    aligned  the square letterbox with its whole stride-high bands of pure padding cut off, the
+             same number from each side: the image keeps the grid phase it has in the square
+             input, so the network sees the same content at the same place (640x480 at 640 ->
+             640x512, 16 px of grey above and below)
+    tight    each side rounded up to a multiple of the stride (640x480 at 640 -> 640x480)
+
+    Measured (diffpose-bench-detector): "tight" moves photo keypoints 1.7 px (median) from the
+    square input and loses most small, low-score pedestrians of vtest.avi; a shift of the
+    content by a non-multiple of the stride alone moves keypoints about 2 px; "aligned" stays
+    within 0.5 px. The grey margin matters to the network beyond the pixels it covers.
+    """
+    if h < 1 or w < 1:
+        raise ValueError(f"empty image of shape {(h, w)}")
+    if mode not in LETTERBOX_MODES:
+        raise ValueError(f"letterbox mode must be one of {', '.join(LETTERBOX_MODES)}, got {mode!r}")
+    if mode == "square":
+        return size, size
+    scale = min(size / h, size / w)
+    nh, nw = min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
+    if mode == "tight":
+        return -(-nh // stride) * stride, -(-nw // stride) * stride
+    # the square letterbox puts (size - n) // 2 grey pixels before the image; drop whole
+    # stride bands of them on both sides
+    return tuple(size - 2 * stride * (((size - n) // 2) // stride) for n in (nh, nw))
+
+
+def letterbox(image: np.ndarray, size) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio to fit ``size`` (S for S x S, or (height, width)), pad
+    the rest with grey, centred."""
+    out_h, out_w = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
     h, w = image.shape[:2]
     if h < 1 or w < 1:
         raise ValueError(f"empty image of shape {image.shape}")
-    scale = min(size / h, size / w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-    pad_x, pad_y = (size - new_w) / 2.0, (size - new_h) / 2.0
-    left, top = int(pad_x), int(pad_y)
-    out = np.full((size, size, image.shape[2]), LETTERBOX_FILL, dtype=np.uint8)
-    out[top:top + new_h, left:left + new_w] = resized
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
+    if (new_w, new_h) == (w, h):
+        resized = image
+    else:
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    left, top = (out_w - new_w) // 2, (out_h - new_h) // 2
+    if (new_h, new_w) == (out_h, out_w):
+        out = resized
+    else:
+        out = np.full((out_h, out_w, image.shape[2]), LETTERBOX_FILL, dtype=np.uint8)
+        out[top:top + new_h, left:left + new_w] = resized
     return out, Letterbox(new_w / w, new_h / h, float(left), float(top))
 
 
@@ -114,19 +167,32 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def create_session(model_path, providers=("CPUExecutionProvider",), threads: int = 2):
-    """The one place an inference session is made (swap point for other backends)."""
+def create_session(model_path, providers=("CPUExecutionProvider",), threads: int = 2,
+                   optimization: str = "all", spinning: bool = False):
+    """The one place an inference session is made (swap point for other backends).
+
+    ``optimization`` is ONNX Runtime's graph optimisation level; "all" (ORT's own default)
+    includes the CPU layout transformations (NCHWc) that make the convolutions fast.
+    ``spinning`` lets idle pool threads busy-wait for work; off by default because the machine
+    is shared with the lifter and ROS (on 2 cores a spinning pool takes the core another stage
+    needs); diffpose-bench-detector measures both."""
     import onnxruntime as ort
 
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     if providers == "auto":
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
-    # no busy-waiting between ops: the machine is shared with the lifter and ROS
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    spin = "1" if spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return ort.InferenceSession(str(model_path), sess_options=opts, providers=list(providers))
 
 
@@ -134,7 +200,9 @@ class YoloPoseDetector:
     """Detect people and their COCO-17 keypoints in one image."""
 
     def __init__(self, model_path=None, score_threshold: float = 0.25, nms_iou: float = 0.5,
-                 providers=("CPUExecutionProvider",), threads: int = 2, max_detections: int = 100):
+                 providers=("CPUExecutionProvider",), threads: int = 2, max_detections: int = 100,
+                 input_size: int | None = None, optimization: str = "all", letterbox_mode: str = "aligned",
+                 spinning: bool = False):
         model_path = Path(model_path) if model_path is not None else default_model_path()
         if not model_path.exists():
             raise FileNotFoundError(f"detector model {model_path} not found; run diffpose-export-detector")
@@ -144,7 +212,11 @@ class YoloPoseDetector:
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
-        self.session = create_session(model_path, providers, threads)
+        self.session = create_session(model_path, providers, threads, optimization, spinning)
+        self.optimization = optimization
+        if letterbox_mode not in LETTERBOX_MODES:
+            raise ValueError(f"letterbox_mode must be one of {', '.join(LETTERBOX_MODES)}, got {letterbox_mode!r}")
+        self.letterbox_mode = letterbox_mode   # dynamic models only; see rect_shape
         self.provider = self.session.get_providers()[0]
         wanted = "CUDAExecutionProvider" if providers == "auto" else list(providers)[0]
         if self.provider != wanted:  # onnxruntime falls back silently: say so
@@ -154,22 +226,50 @@ class YoloPoseDetector:
         self.input_name = inp.name
         shape = inp.shape
         if len(shape) != 4 or shape[1] != 3:
-            raise ValueError(f"{model_path}: expected a 1x3xSxS image input, got {shape}")
-        size = shape[2] if isinstance(shape[2], int) else 640  # dynamic models: use 640
-        if isinstance(shape[3], int) and shape[3] != size:
-            raise ValueError(f"{model_path}: expected a square input, got {shape}")
-        self.input_size = int(size)
+            raise ValueError(f"{model_path}: expected a 1x3xHxW image input, got {shape}")
+        fixed = [isinstance(d, int) and d > 0 for d in shape[2:]]
+        if any(fixed) and not all(fixed):
+            raise ValueError(f"{model_path}: input height and width must both be fixed or both dynamic, got {shape}")
+        # (height, width) of a fixed-shape model; None: dynamic, letterboxed to the image's aspect
+        self.fixed_shape = (int(shape[2]), int(shape[3])) if all(fixed) else None
+        if self.fixed_shape is not None:
+            if input_size is not None and check_input_size(input_size) != max(self.fixed_shape):
+                raise ValueError(f"{model_path} has a fixed {shape[2]}x{shape[3]} input; input_size {input_size} "
+                                 "needs a model with dynamic height and width (diffpose-export-detector)")
+            self.input_size = max(self.fixed_shape)
+        else:
+            self.input_size = DEFAULT_INPUT_SIZE if input_size is None else input_size
         out = self.session.get_outputs()[0].shape
         if len(out) != 3 or (isinstance(out[1], int) and out[1] != OUT_CHANNELS):
             raise ValueError(f"{model_path}: output shape {out} is not (1, {OUT_CHANNELS}, N) = "
                              f"4 box + 1 person score + 17x3 keypoints; is it a single-class "
                              "YOLOv8/YOLO11-pose export (no NMS/end2end)?")
 
+    @property
+    def input_size(self) -> int:
+        """Longer side of the network input; settable between frames on a dynamic model."""
+        return self._input_size
+
+    @input_size.setter
+    def input_size(self, size: int):
+        size = check_input_size(size)
+        if getattr(self, "fixed_shape", None) is not None and size != max(self.fixed_shape):
+            raise ValueError(f"{self.model_path} has a fixed {self.fixed_shape[0]}x{self.fixed_shape[1]} input; "
+                             f"input_size {size} needs a model with dynamic height and width")
+        self._input_size = size
+
+    def input_shape(self, image_hw) -> tuple[int, int]:
+        """Network input (height, width) for an image of this size."""
+        if self.fixed_shape is not None:
+            return self.fixed_shape
+        return rect_shape(int(image_hw[0]), int(image_hw[1]), self.input_size, self.letterbox_mode)
+
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         bgr = to_bgr(image)
-        boxed, lb = letterbox(bgr, self.input_size)
-        blob = boxed[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        return np.ascontiguousarray(blob), lb
+        boxed, lb = letterbox(bgr, self.input_shape(bgr.shape[:2]))
+        # BGR -> RGB, HWC -> CHW, [0, 1]: one fused pass in OpenCV (numpy takes three)
+        blob = cv2.dnn.blobFromImage(boxed, scalefactor=1.0 / 255.0, swapRB=True)
+        return blob, lb
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         blob, lb = self.preprocess(image)

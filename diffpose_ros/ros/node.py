@@ -56,6 +56,10 @@ PARAMETERS = {
     "detector_model": ("", "YOLOv8/YOLO11-pose ONNX ('' = bundled yolo11n-pose)", detector_model_problem, False),
     "detector_score_threshold": (0.4, "minimum person score", (0.0, 1.0), True),
     "detector_threads": (2, "CPU threads of ONNX Runtime sessions", (1, 64), False),
+    "detector_input_size": (640, "longer side of the detector input, px, a multiple of 32 (smaller: faster, "
+                            "less accurate; README: the detector's table)", (32, 4096), False),
+    "detector_letterbox": ("aligned", "detector input shape: aligned (camera aspect, the square input's numbers), "
+                           "square, tight", ("aligned", "square", "tight"), False),
     "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
     "lifter_weights": ("", "DiffPose bundle folder ('' = bundled frame model)", None, False),
     "backend": ("auto", "inference backend of the lifter", BACKENDS, False),
@@ -217,7 +221,9 @@ class PoseNode(Node):
             detector_model=self.p["detector_model"], backend=self.p["backend"],
             lifter_weights=self.p["lifter_weights"], steps=self.p["diffusion_steps"],
             n_hyp=self.p["num_hypotheses"], threads=self.p["detector_threads"], fp16=self.p["fp16"],
-            seed=self.p["seed"], config=self._pipeline_config())
+            seed=self.p["seed"], config=self._pipeline_config(),
+            detector_options={"input_size": self.p["detector_input_size"],
+                              "letterbox_mode": self.p["detector_letterbox"]})
 
     # ---------------------------------------------------------------- input
     def _warn(self, kind: str, text: str):

@@ -1,4 +1,27 @@
-"""diffpose-bench-detector: detector latency on this machine (640x480 frame)."""
+"""diffpose-bench-detector: the detector's latency and accuracy per setting, side by side.
+
+Every setting (input size, letterbox mode, fp32 or int8 model, threads,
+ONNX Runtime graph optimisation, intra-op spinning) gets its own session in this one process,
+and the latency rounds alternate between them on the same frames, so a load that comes and goes
+on a shared machine hits every setting alike: compare the ratios, not the milliseconds.
+
+Latency: the shared photos basketball1, basketball2, messi5 resized to 640x480 and looped, per
+frame: letterbox + colour conversion (pre), ONNX Runtime (infer), decoding + NMS (post).
+
+Accuracy, against the reference (the 640x640 fp32 model, the detector before this tool's
+settings existed), on the shared photos (native size) and on vtest.avi frames 0:400:4 (the int8
+model is calibrated on frames 400:795, never on these):
+  found     reference people (score >= --score) that the setting finds too (IoU >= 0.5, score >= --score)
+  extra     people the setting reports (score >= --score) that the reference does not
+  keypoint  pixel distance to the reference's keypoint, per joint, over the joints the reference
+            sees with confidence >= 0.5 of every matched person: median and p90
+  tracking  the tracker on vtest.avi frames 0..99 (10 fps): same-person frame pairs (box IoU > 0.5
+            with a box of the previous frame) and how many of them changed id
+
+--explain adds latency rows that explain a slow detector (1 vs 2 threads, spinning, the graph
+optimisation levels; threads and spinning do not change the numbers, so no accuracy check), the
+first call after start, and the frame content (no person, 1, 2, 3 people).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,69 +29,334 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from diffpose_ros.detector.yolo_pose import YoloPoseDetector
-from diffpose_ros.paths import IMAGES_DIR
+from diffpose_ros.detector.export import CALIBRATION_FRAMES, DEFAULT_ONNX, INT8_ONNX, quantize_int8
+from diffpose_ros.detector.tracker import Tracker
+from diffpose_ros.detector.yolo_pose import YoloPoseDetector, box_iou
+from diffpose_ros.paths import IMAGES_DIR, REPO_DIR
+from diffpose_ros.skeleton import COCO_JOINTS
+
+PHOTOS = ("basketball1.png", "basketball2.png", "messi5.jpg", "grace_hopper.jpg", "astronaut.png")
+BENCH_PHOTOS = ("basketball1.png", "basketball2.png", "messi5.jpg")   # the issue's looped frames
+EVAL_VIDEO_FRAMES = range(0, 400, 4)
+TRACK_FRAMES = 100
+REFERENCE = "640-square: size=640,letterbox=square"
+DEFAULT_SETTINGS = (
+    REFERENCE,
+    "640-tight: size=640,letterbox=tight",
+    "640: size=640",
+    "576: size=576",
+    "512: size=512",
+    "480: size=480",
+    "416: size=416",
+    "320: size=320",
+    "int8-640: size=640,model=int8",
+    "int8-480: size=480,model=int8",
+)
+EXPLAIN_SETTINGS = (
+    "640-square-1thread: size=640,letterbox=square,threads=1",
+    "640-square-spin: size=640,letterbox=square,spin=1",
+    "640-square-opt-disable: size=640,letterbox=square,opt=disable",
+    "640-square-opt-basic: size=640,letterbox=square,opt=basic",
+    "640-square-opt-extended: size=640,letterbox=square,opt=extended",
+    "640-1thread: size=640,threads=1",
+)
+KEYS = {"size": int, "letterbox": str, "model": str, "threads": int, "opt": str, "spin": lambda v: bool(int(v))}
 
 
-def _stats(ms):
-    ms = np.asarray(ms)
+@dataclass
+class Setting:
+    name: str
+    size: int = 640
+    letterbox: str = "aligned"
+    model: str = "fp32"
+    threads: int = 2
+    opt: str = "all"
+    spin: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> "Setting":
+        """'name: key=value,...' with keys size, letterbox (aligned | square | tight), model (fp32 | int8 | path), threads, opt, spin."""
+        name, _, body = spec.partition(":")
+        if not body:
+            name, body = spec, spec
+        values = {}
+        for item in filter(None, (x.strip() for x in body.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or key not in KEYS:
+                raise ValueError(f"setting {spec!r}: {item!r} is not one of {', '.join(k + '=...' for k in KEYS)}")
+            values[key] = KEYS[key](value)
+        return cls(name=name.strip(), **values)
+
+    def model_path(self) -> Path:
+        return {"fp32": DEFAULT_ONNX, "int8": INT8_ONNX}.get(self.model, Path(self.model))
+
+    def detector(self, score_threshold: float) -> YoloPoseDetector:
+        return YoloPoseDetector(self.model_path(), score_threshold=score_threshold, threads=self.threads,
+                                input_size=self.size, letterbox_mode=self.letterbox, optimization=self.opt,
+                                spinning=self.spin)
+
+
+def _read(name: str) -> np.ndarray:
+    img = cv2.imread(str(IMAGES_DIR / name), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(IMAGES_DIR / name)
+    return img
+
+
+def video_frames(indices) -> list[np.ndarray]:
+    wanted, frames = sorted(set(indices)), {}
+    cap = cv2.VideoCapture(str(IMAGES_DIR / "vtest.avi"))
+    index = 0
+    while index <= wanted[-1]:
+        ok, frame = cap.read()
+        if not ok:
+            raise FileNotFoundError(f"{IMAGES_DIR / 'vtest.avi'}: frame {index} unreadable")
+        if index in wanted:
+            frames[index] = frame
+        index += 1
+    cap.release()
+    return [frames[i] for i in indices]
+
+
+def scene(people: int) -> np.ndarray:
+    """640x480 frames with 0, 1, 2 or 3 people, built from the shared photos."""
+    canvas = np.full((480, 640, 3), 114, np.uint8)
+    messi = _read("messi5.jpg")
+    if people == 1:
+        h = int(640 * messi.shape[0] / messi.shape[1])
+        canvas[(480 - h) // 2:(480 - h) // 2 + h] = cv2.resize(messi, (640, h))
+    elif people == 2:
+        canvas = cv2.resize(_read("basketball1.png"), (640, 480))
+    elif people == 3:
+        canvas[120:360, :320] = cv2.resize(_read("basketball1.png"), (320, 240))
+        canvas[120:360, 320:] = cv2.resize(messi, (320, 240))
+    return canvas
+
+
+def stats(ms) -> dict:
+    ms = np.asarray(ms, dtype=np.float64)
+    if not ms.size:
+        return {"n": 0}
     return {"median_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
-            "mean_ms": round(float(ms.mean()), 2), "min_ms": round(float(ms.min()), 2)}
+            "n": int(ms.size)}
+
+
+def timed_detect(det: YoloPoseDetector, image: np.ndarray) -> tuple[list, dict]:
+    """detect(), with its three parts timed (ms)."""
+    t0 = time.perf_counter()
+    blob, lb = det.preprocess(image)
+    t1 = time.perf_counter()
+    raw = det.session.run(None, {det.input_name: blob})[0]
+    t2 = time.perf_counter()
+    dets = det.postprocess(raw[0], lb, image.shape[:2])
+    t3 = time.perf_counter()
+    return dets, {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3,
+                  "total": (t3 - t0) * 1e3}
+
+
+def latency(detectors: dict, frames: list, rounds: int, frames_per_round: int) -> dict:
+    """Alternating rounds: each round runs every setting on the same frames, the order rotated."""
+    names = list(detectors)
+    times = {n: {k: [] for k in ("pre", "infer", "post", "total")} for n in names}
+    found = {n: [] for n in names}
+    for r in tqdm(range(rounds), desc="latency rounds", unit="round"):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            for i in range(frames_per_round):
+                dets, t = timed_detect(detectors[name], frames[i % len(frames)])
+                for k, v in t.items():
+                    times[name][k].append(v)
+                found[name].append(len(dets))
+    return {n: {**{k: stats(v) for k, v in times[n].items()}, "people_mean": round(float(np.mean(found[n])), 2)}
+            for n in names}
+
+
+def match(ref: list, cand: list, iou_min: float = 0.5) -> list[tuple[int, int]]:
+    if not ref or not cand:
+        return []
+    iou = box_iou(np.stack([d.box for d in ref]), np.stack([d.box for d in cand]))
+    rows, cols = linear_sum_assignment(-iou)
+    return [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= iou_min]
+
+
+def compare(ref_dets: list[list], cand_dets: list[list], score: float, conf_min: float = 0.5) -> dict:
+    """Per-frame detection lists of the reference and a setting -> found, extra, keypoint errors."""
+    n_ref = n_found = n_extra = 0
+    errors = [[] for _ in COCO_JOINTS]
+    for ref, cand in zip(ref_dets, cand_dets):
+        ref = [d for d in ref if d.score >= score]
+        pairs = match(ref, cand)
+        n_ref += len(ref)
+        n_found += sum(cand[c].score >= score for _, c in pairs)
+        matched = {c for _, c in pairs}
+        n_extra += sum(d.score >= score for j, d in enumerate(cand) if j not in matched)
+        for r, c in pairs:
+            seen = ref[r].keypoint_conf >= conf_min
+            dist = np.linalg.norm(ref[r].keypoints - cand[c].keypoints, axis=1)
+            for j in np.flatnonzero(seen):
+                errors[j].append(dist[j])
+    flat = np.concatenate([np.asarray(e) for e in errors]) if any(errors) else np.zeros(0)
+    per_joint = {name: {"median_px": round(float(np.median(e)), 2), "p90_px": round(float(np.percentile(e, 90)), 2),
+                        "n": len(e)} for name, e in zip(COCO_JOINTS, errors) if e}
+    return {"reference_people": n_ref, "found": n_found, "extra": n_extra,
+            "keypoint_median_px": round(float(np.median(flat)), 2) if flat.size else None,
+            "keypoint_p90_px": round(float(np.percentile(flat, 90)), 2) if flat.size else None,
+            "keypoint_per_joint": per_joint}
+
+
+def id_switches(det: YoloPoseDetector, frames: list, fps: float = 10.0) -> dict:
+    """The tracker on consecutive frames: same-person pairs across frames and id changes among them."""
+    tracker, prev, pairs, switches = Tracker(), {}, 0, 0
+    for f, img in enumerate(frames):
+        cur = {t.track_id: t.detection.box for t in tracker.update(det.detect(img), f / fps)}
+        for tid, box in cur.items():
+            for pid, pbox in prev.items():
+                if box_iou(box[None], pbox[None])[0, 0] > 0.5:
+                    pairs += 1
+                    switches += tid != pid
+        prev = cur
+    return {"frames": len(frames), "pairs": pairs, "id_switches": switches}
+
+
+def accuracy(settings: list[Setting], reference: Setting, score: float) -> dict:
+    photos = [_read(n) for n in PHOTOS]
+    video = video_frames(EVAL_VIDEO_FRAMES)
+    track = video_frames(range(TRACK_FRAMES))
+    overlap = set(EVAL_VIDEO_FRAMES) & set(CALIBRATION_FRAMES)
+    assert not overlap, f"evaluation frames {sorted(overlap)} are int8 calibration frames"
+    ref = reference.detector(score)
+    ref_photos = [ref.detect(img) for img in photos]
+    ref_video = [ref.detect(img) for img in video]
+    out = {}
+    for s in tqdm(settings, desc="accuracy", unit="setting"):
+        loose = s.detector(0.1)     # low threshold: a person found with a lower score still counts for keypoints
+        out[s.name] = {"photos": compare(ref_photos, [loose.detect(img) for img in photos], score),
+                       "video": compare(ref_video, [loose.detect(img) for img in video], score),
+                       "tracking": id_switches(s.detector(score), track)}
+    return out
+
+
+def explain(reference: Setting, rounds: int, score: float) -> dict:
+    """First call after start, and the default setting on frames with 0-3 people."""
+    first = {}
+    frame = scene(2)
+    for s in (reference, Setting.parse("640: size=640")):
+        t0 = time.perf_counter()
+        det = s.detector(score)
+        t1 = time.perf_counter()
+        _, t = timed_detect(det, frame)
+        _, t2 = timed_detect(det, frame)
+        first[s.name] = {"session_create_ms": round((t1 - t0) * 1e3, 1), "first_call_ms": round(t["total"], 1),
+                         "second_call_ms": round(t2["total"], 1)}
+    det = reference.detector(score)
+    content = {}
+    scenes = {p: scene(p) for p in range(4)}
+    times = {p: [] for p in scenes}
+    counts = {p: len(det.detect(img)) for p, img in scenes.items()}
+    for r in range(rounds):
+        for p, img in scenes.items():
+            for _ in range(10):
+                times[p].append(timed_detect(det, img)[1]["total"])
+    for p in scenes:
+        content[f"{p} people in the scene"] = {**stats(times[p]), "detections": counts[p]}
+    return {"first_call": first, f"frame_content ({reference.name})": content}
+
+
+def print_tables(result: dict) -> None:
+    lat, acc = result["latency"], result.get("accuracy", {})
+    print(f"\nlatency per frame, 640x480, median / p90 ms (load average {result['load_avg_1min_start']} -> "
+          f"{result['load_avg_1min_end']}, {result['rounds']} alternating rounds)")
+    print(f"{'setting':22s} {'input':>9s} {'total':>15s} {'pre':>6s} {'infer':>15s} {'post':>6s}")
+    for name, v in lat.items():
+        print(f"{name:22s} {v['input']:>9s} {v['total']['median_ms']:7.1f} / {v['total']['p90_ms']:5.1f} "
+              f"{v['pre']['median_ms']:6.1f} {v['infer']['median_ms']:7.1f} / {v['infer']['p90_ms']:5.1f} "
+              f"{v['post']['median_ms']:6.1f}")
+    if acc:
+        print(f"\naccuracy against {result['reference']} (score >= {result['score_threshold']}); keypoints px "
+              "median / p90; found/ref (+extra); tracking: id switches / pairs")
+        print(f"{'setting':22s} {'photos kp':>13s} {'photos found':>13s} {'video kp':>13s} {'video found':>14s} "
+              f"{'tracking':>9s}")
+        for name, v in acc.items():
+            p, vv, t = v["photos"], v["video"], v["tracking"]
+            print(f"{name:22s} {p['keypoint_median_px']:5.2f} / {p['keypoint_p90_px']:5.2f} "
+                  f"{p['found']:>5d}/{p['reference_people']:<3d}(+{p['extra']}) "
+                  f"{vv['keypoint_median_px']:5.2f} / {vv['keypoint_p90_px']:5.2f} "
+                  f"{vv['found']:>5d}/{vv['reference_people']:<3d}(+{vv['extra']}) "
+                  f"{t['id_switches']:>3d} / {t['pairs']}")
+    if "explain" in result:
+        print("\nfirst call after start:")
+        for name, v in result["explain"]["first_call"].items():
+            print(f"  {name}: {v}")
+        for key, rows in result["explain"].items():
+            if key.startswith("frame_content"):
+                print(f"{key}:")
+                for name, v in rows.items():
+                    print(f"  {name}: median {v['median_ms']} ms, p90 {v['p90_ms']} ms, {v['detections']} detections")
+
+
+def _write(path: Path, result: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, help="ONNX model (default: exported yolo11n-pose)")
-    parser.add_argument("--image", type=Path, default=IMAGES_DIR / "basketball1.png",
-                        help="test frame (resized to 640x480)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--providers", default="cpu", choices=("cpu", "auto"))
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        raise ValueError("--runs must be >= 1")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS),
+                    help="'name: key=value,...' (keys: size, letterbox=aligned|square|tight, model=fp32|int8|PATH, threads, opt, spin)")
+    ap.add_argument("--reference", default=REFERENCE, help="the setting the others are compared with")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating latency rounds")
+    ap.add_argument("--frames", type=int, default=10, help="frames per setting and round")
+    ap.add_argument("--score", type=float, default=0.4, help="person score threshold (the node's default)")
+    ap.add_argument("--no-accuracy", action="store_true", help="latency only")
+    ap.add_argument("--explain", action="store_true", help="also the threads/spinning/optimisation rows, "
+                    "the first call and the frame content")
+    ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_detector" / "bench_detector.json")
+    args = ap.parse_args(argv)
+    if args.rounds < 1 or args.frames < 1:
+        raise ValueError("--rounds and --frames must be >= 1")
+    compared = [Setting.parse(s) for s in args.settings]   # the accuracy checks run on these
+    settings = compared + ([Setting.parse(s) for s in EXPLAIN_SETTINGS] if args.explain else [])
+    names = [s.name for s in settings]
+    if len(set(names)) != len(names):
+        raise ValueError(f"setting names must be unique: {names}")
+    reference = Setting.parse(args.reference)
+    for s in settings + [reference]:
+        if s.model == "int8":
+            quantize_int8()          # once (about 20 s); a no-op when up to date
+        if not s.model_path().exists():
+            raise FileNotFoundError(f"setting {s.name}: {s.model_path()} not found; run diffpose-export-detector")
 
-    img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(args.image)
-    img = cv2.resize(img, (640, 480))
-    providers = "auto" if args.providers == "auto" else ("CPUExecutionProvider",)
-    det = YoloPoseDetector(args.model, providers=providers, threads=args.threads)
-    blob, _ = det.preprocess(img)
-    for _ in range(args.warmup):
-        det.detect(img)
-
-    total, infer = [], []
-    for _ in tqdm(range(args.runs), desc="detect", unit="run"):
-        t0 = time.perf_counter()
-        n = len(det.detect(img))
-        total.append((time.perf_counter() - t0) * 1e3)
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        det.session.run(None, {det.input_name: blob})
-        infer.append((time.perf_counter() - t0) * 1e3)
-
-    result = {"model": det.model_path.name, "provider": det.provider, "threads": args.threads,
-              "image": f"{args.image.name} resized to 640x480", "input": det.input_size,
-              "runs": args.runs, "warmup": args.warmup, "detections": n,
-              "detect_end_to_end": _stats(total), "onnx_inference_only": _stats(infer),
+    frames = [cv2.resize(_read(n), (640, 480)) for n in BENCH_PHOTOS]
+    load_start = round(os.getloadavg()[0], 2)
+    detectors = {s.name: s.detector(args.score) for s in settings}
+    lat = latency(detectors, frames, args.rounds, args.frames)
+    for s in settings:
+        h, w = detectors[s.name].input_shape((480, 640))
+        lat[s.name]["input"] = f"{w}x{h}"
+        lat[s.name]["setting"] = vars(s)
+    result = {"what": "detector latency and accuracy per setting (diffpose-bench-detector)",
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "load_avg_1min": round(os.getloadavg()[0], 2)}
-    print(f"threads={args.threads} provider={det.provider}")
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.out)
+              "rounds": args.rounds, "frames_per_round": args.frames, "latency_frames": list(BENCH_PHOTOS),
+              "reference": reference.name, "score_threshold": args.score, "load_avg_1min_start": load_start,
+              "latency": lat}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _write(args.out, result)                    # the latency part is kept if the accuracy part is stopped
+    if not args.no_accuracy:
+        result["accuracy"] = accuracy(compared, reference, args.score)
+    if args.explain:
+        result["explain"] = explain(reference, args.rounds, args.score)
+    result["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
+    print_tables(result)
+    _write(args.out, result)
+    print(f"\nwrote {args.out}")
     return 0
 
 

@@ -17,23 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from diffpose_ros.paths import IMAGES_DIR, REPO_DIR
+from diffpose_ros.paths import REPO_DIR
+from diffpose_ros.tools.bench_detector import scene
 from diffpose_ros.tools.demo import ros_environment
-
-
-def scene(people: int) -> np.ndarray:
-    canvas = np.full((480, 640, 3), 114, np.uint8)
-    messi = cv2.imread(str(IMAGES_DIR / "messi5.jpg"))
-    if people == 1:
-        h = int(640 * messi.shape[0] / messi.shape[1])
-        canvas[(480 - h) // 2:(480 - h) // 2 + h] = cv2.resize(messi, (640, h))
-    else:
-        canvas[120:360, :320] = cv2.resize(cv2.imread(str(IMAGES_DIR / "basketball1.png")), (320, 240))
-        canvas[120:360, 320:] = cv2.resize(messi, (320, 240))
-    return canvas
 
 
 def percentiles(values_s):
@@ -57,7 +45,8 @@ def run_scene(people: int, args, env) -> dict:
     log = open(args.out / f"node_{people}.log", "w")
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "-p", f"backend:={args.backend}",
-         "-p", "qos_reliability:=reliable", "-p", f"max_people:={people}", "-p", "diagnostics_period_s:=0.5"],
+         "-p", "qos_reliability:=reliable", "-p", f"max_people:={people}", "-p", "diagnostics_period_s:=0.5",
+         *[x for p in args.param for x in ("-p", p)]],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     client = rclpy.create_node(f"bench_client_{people}")
     rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -139,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=50, help="frames in the one-at-a-time latency run")
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="more node parameters, e.g. detector_input_size:=480 (repeatable)")
     ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_node")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,10 +137,12 @@ def main(argv=None) -> int:
     import rclpy
     rclpy.init()
     try:
-        results = {"cpu": os.cpu_count(), "backend": args.backend,
+        results = {"cpu": os.cpu_count(), "backend": args.backend, "node_parameters": args.param,
+                   "load_avg_1min_start": round(os.getloadavg()[0], 2),
                    "scenes": [run_scene(int(p), args, env) for p in args.people.split(",")]}
     finally:
         rclpy.shutdown()
+    results["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     (args.out / "bench_node.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     return 0
