@@ -68,16 +68,21 @@ def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -
     return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
 
 
+def _check_arrays(obj, shapes: dict, prefix: str = ""):
+    """Raise InvalidPoseError unless every named attribute has its shape and finite values."""
+    for name, shape in shapes.items():
+        value = np.asarray(getattr(obj, name))
+        if value.shape != shape:
+            raise InvalidPoseError(f"{prefix}{name} has shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise InvalidPoseError(f"{prefix}{name} has non-finite values")
+
+
 def check_person(person: Person3D) -> Person3D:
     """Validate shapes and values; returns the person with repaired covariances."""
     shapes = {"positions": (NUM_JOINTS, 3), "covariance": (NUM_JOINTS, 3, 3), "root": (3,),
               "root_covariance": (3, 3), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_conf": (NUM_JOINTS,)}
-    for name, shape in shapes.items():
-        value = np.asarray(getattr(person, name))
-        if value.shape != shape:
-            raise InvalidPoseError(f"{name} has shape {value.shape}, expected {shape}")
-        if not np.all(np.isfinite(value)):
-            raise InvalidPoseError(f"{name} has non-finite values")
+    _check_arrays(person, shapes)
     person.covariance = repair_covariance(person.covariance)
     person.root_covariance = repair_covariance(person.root_covariance)
     if person.filtered is not None:
@@ -89,12 +94,7 @@ def check_state(state: FilteredState) -> FilteredState:
     """Validate a filter state like check_person; returns it with repaired covariances."""
     shapes = {"root": (3,), "velocity": (3,), "covariance": (6, 6), "positions": (NUM_JOINTS, 3),
               "joint_covariance": (NUM_JOINTS, 3, 3), "ahead_root": (3,), "ahead_covariance": (3, 3)}
-    for name, shape in shapes.items():
-        value = np.asarray(getattr(state, name))
-        if value.shape != shape:
-            raise InvalidPoseError(f"filtered.{name} has shape {value.shape}, expected {shape}")
-        if not np.all(np.isfinite(value)):
-            raise InvalidPoseError(f"filtered.{name} has non-finite values")
+    _check_arrays(state, shapes, prefix="filtered.")
     if not (np.isfinite(state.time_since_measurement) and state.time_since_measurement >= 0):
         raise InvalidPoseError(f"filtered.time_since_measurement is {state.time_since_measurement}")
     state.covariance = repair_covariance(state.covariance)

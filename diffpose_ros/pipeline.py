@@ -175,8 +175,9 @@ class PosePipeline:
         the guards, dropped as unreliable). Such a person carries the prediction in the
         per-frame fields too: positions/covariance/root/root_covariance = the filter's
         predicted joints and root, score 0, reliable False, keypoint_confidence 0 and the 2D
-        keypoints and box of their last detection. Returns (people, removed ids, number
-        predicted, number gated)."""
+        keypoints and box of their last detection; like every unreliable person it is only
+        published with publish_unreliable. Returns (people, removed ids, number predicted,
+        number gated)."""
         self.filter.config = self.config.filter          # run-time parameter changes
         ids = [p.track_id for p in people]
         try:
@@ -198,7 +199,9 @@ class PosePipeline:
             self._last_seen[p.track_id] = (np.asarray(p.keypoints_2d), np.asarray(p.box))
         predicted = []
         for tid, state in step.states.items():
-            if tid in ids or tid not in self._last_seen:
+            # a prediction has no confident keypoints, so it is unreliable: published only when
+            # unreliable people are (publish_unreliable, the default)
+            if tid in ids or tid not in self._last_seen or not self.config.publish_unreliable:
                 continue
             kp, box = self._last_seen[tid]
             person = Person3D(
@@ -214,6 +217,8 @@ class PosePipeline:
         for tid in [t for t in self._last_seen if t not in self.filter.tracks]:   # bounded by the tracks
             del self._last_seen[tid]
         shown = set(ids) | {p.track_id for p in predicted}
+        if not self.config.publish_unreliable:     # predicted but not shown: their markers go
+            removed = list(set(removed) | (set(step.states) - shown))
         # the tracker's removals of people the filter still predicts wait for the filter
         gone = (set(removed) | set(step.deleted)) - shown
         return people + predicted, sorted(gone), len(predicted), len(step.gated)

@@ -157,6 +157,9 @@ def test_time_jump_back_resets_and_bad_input():
         FilterConfig(model="singer")
     with pytest.raises(ValueError, match="gate_probability"):
         FilterConfig(gate_probability=0.0)
+    f.config = FilterConfig(model="ca")          # another motion model: the tracks start over
+    r = f.step(12.0, *frame([0, 0, 4]))
+    assert r.deleted == [7] and r.states[7].velocity.shape == (3,)
     off = PeopleFilter(FilterConfig(enabled=False))
     assert off.step(0.0, *frame([0, 0, 4])).states == {}
 

@@ -137,7 +137,7 @@ class PeopleFilter:
     def _state(self, track: _Track, stamp: float, is_prediction: bool) -> FilteredState:
         cfg = self.config
         # the gait oscillation of the root velocity grows with walking speed (process_noise.py)
-        speed = float(np.hypot(track.kf.x[0, 3], track.kf.x[0, 5]))
+        speed = float(np.linalg.norm(track.kf.x[0, 3:6]))
         track.kf.vel_var[0] = self.noise.root_vel_var(speed)
         x, P = track.kf.output(stamp)
         root, root_cov = x[0, :3], P[0, :3, :3]
@@ -174,9 +174,12 @@ class PeopleFilter:
             out.deleted = sorted(self.tracks)
             self.reset()
             return out
-        noise = self.noise
+        before = sorted(self.tracks)
+        noise = self.noise                             # a new motion model drops every track
+        if before and not self.tracks:
+            out.deleted = before
         if self._now is not None and stamp < self._now - cfg.max_prediction_s - _EPS_S:
-            out.deleted = sorted(self.tracks)          # time jumped back: no track can continue
+            out.deleted = sorted(set(out.deleted) | set(self.tracks))   # time jumped back
             self.reset()
         self._now = stamp if self._now is None else max(self._now, stamp)
         gate = _gate_d2(cfg.gate_probability, noise.measurement_dof)

@@ -10,7 +10,8 @@ filter tracks the smooth path and reports the oscillation as extra uncertainty:
   * pos_jitter = std of the true position about that path, per axis;
   * vel_jitter: the variance of the true velocity about the path's slope grows with speed (the
     vertical bounce is 0.05 m/s when strolling, 0.6 m/s when running), so it is fitted per axis
-    as var = a + b * speed^2 (non-negative least squares; speed = horizontal speed of the path)
+    as var = a + b * speed^2 (non-negative least squares; speed = horizontal speed of the path,
+    whose vertical speed is near zero, so the filter evaluates it at its 3D speed)
     and evaluated at the filter's current speed;
   * q = the process-noise density that explains how the path's top derivative (its velocity,
     or its acceleration) changes: the largest D(h) / h over horizons h of 0.5-2 s, where
@@ -83,7 +84,7 @@ class ProcessNoise:
         return ORDERS[self.model]
 
     def root_vel_var(self, speed: float) -> np.ndarray:
-        """(3,) variance of the gait oscillation of the pelvis velocity at a horizontal speed."""
+        """(3,) variance of the gait oscillation of the pelvis velocity at a speed (m/s)."""
         return self.root_vel_jitter_var + self.root_vel_jitter_var_per_speed2 * speed ** 2
 
 

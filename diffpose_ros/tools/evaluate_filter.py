@@ -466,7 +466,8 @@ def main(argv=None) -> int:
     overrides = {}
     for item in args.set:
         name, _, value = item.partition("=")
-        overrides[name] = type(getattr(FilterConfig(), name))(value) if name != "smooth_joints" else value == "true"
+        kind = type(getattr(FilterConfig(), name))
+        overrides[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     def make_lifter():
         runner = None
         if args.backend != "torch":   # the node's backends run the same sampler
