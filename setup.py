@@ -21,6 +21,8 @@ CONSOLE_SCRIPTS = [
     "diffpose-fit-gmm = diffpose_ros.tools.fit_gmm:main",
     "diffpose-calibrate = diffpose_ros.tools.calibrate:main",
     "diffpose-evaluate = diffpose_ros.tools.evaluate:main",
+    # per-track filter
+    "diffpose-evaluate-filter = diffpose_ros.tools.evaluate_filter:main",
     "diffpose-lift = diffpose_ros.tools.lift:main",
     # backends
     "diffpose-export-sampler = diffpose_ros.tools.export_sampler:main",
@@ -39,7 +41,7 @@ setup(
     packages=find_packages(include=["diffpose_ros", "diffpose_ros.*"]),
     package_data={"diffpose_ros": [
         "weights/**/*.pt", "weights/**/*.npz", "weights/**/*.json", "weights/**/*.md",
-        "data/skeleton_maps/*.json",
+        "data/skeleton_maps/*.json", "filter/*.json",
     ]},
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "opencv-python-headless", "torch", "onnx", "onnxruntime",

@@ -15,6 +15,21 @@ class InvalidPoseError(ValueError):
 
 
 @dataclass
+class FilteredState:
+    """The per-track filter's estimate of one person at one stamp (diffpose_ros/filter)."""
+    root: np.ndarray                 # (3,) filtered root (pelvis), camera frame, m
+    velocity: np.ndarray             # (3,) root velocity, m/s
+    covariance: np.ndarray           # (6, 6) of (root, velocity): m^2, m^2/s, m^2/s^2
+    positions: np.ndarray            # (17, 3) filtered joints (filtered root + root-relative)
+    joint_covariance: np.ndarray     # (17, 3, 3) m^2, root uncertainty included
+    time_since_measurement: float    # s since the last measurement the filter accepted
+    is_prediction: bool              # no measurement fused at this stamp (missed or gated)
+    ahead_s: float                   # horizon of the prediction below, s
+    ahead_root: np.ndarray           # (3,) root predicted ahead_s later
+    ahead_covariance: np.ndarray     # (3, 3) its covariance (motion model included)
+
+
+@dataclass
 class Person3D:
     track_id: int
     score: float
@@ -30,6 +45,8 @@ class Person3D:
     box: np.ndarray = field(default_factory=lambda: np.zeros(4))   # xyxy pixels
     positions_rel: np.ndarray | None = None                         # (17, 3) root-relative
     hypotheses: np.ndarray | None = None                            # (N, 17, 3) root-relative
+    covariance_rel: np.ndarray | None = None                        # (17, 3, 3) root-relative
+    filtered: FilteredState | None = None                           # the per-track filter's state
 
 
 def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -> np.ndarray:
@@ -51,16 +68,36 @@ def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -
     return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
 
 
+def _check_arrays(obj, shapes: dict, prefix: str = ""):
+    """Raise InvalidPoseError unless every named attribute has its shape and finite values."""
+    for name, shape in shapes.items():
+        value = np.asarray(getattr(obj, name))
+        if value.shape != shape:
+            raise InvalidPoseError(f"{prefix}{name} has shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise InvalidPoseError(f"{prefix}{name} has non-finite values")
+
+
 def check_person(person: Person3D) -> Person3D:
     """Validate shapes and values; returns the person with repaired covariances."""
     shapes = {"positions": (NUM_JOINTS, 3), "covariance": (NUM_JOINTS, 3, 3), "root": (3,),
               "root_covariance": (3, 3), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_conf": (NUM_JOINTS,)}
-    for name, shape in shapes.items():
-        value = np.asarray(getattr(person, name))
-        if value.shape != shape:
-            raise InvalidPoseError(f"{name} has shape {value.shape}, expected {shape}")
-        if not np.all(np.isfinite(value)):
-            raise InvalidPoseError(f"{name} has non-finite values")
+    _check_arrays(person, shapes)
     person.covariance = repair_covariance(person.covariance)
     person.root_covariance = repair_covariance(person.root_covariance)
+    if person.filtered is not None:
+        check_state(person.filtered)
     return person
+
+
+def check_state(state: FilteredState) -> FilteredState:
+    """Validate a filter state like check_person; returns it with repaired covariances."""
+    shapes = {"root": (3,), "velocity": (3,), "covariance": (6, 6), "positions": (NUM_JOINTS, 3),
+              "joint_covariance": (NUM_JOINTS, 3, 3), "ahead_root": (3,), "ahead_covariance": (3, 3)}
+    _check_arrays(state, shapes, prefix="filtered.")
+    if not (np.isfinite(state.time_since_measurement) and state.time_since_measurement >= 0):
+        raise InvalidPoseError(f"filtered.time_since_measurement is {state.time_since_measurement}")
+    state.covariance = repair_covariance(state.covariance)
+    state.joint_covariance = repair_covariance(state.joint_covariance)
+    state.ahead_covariance = repair_covariance(state.ahead_covariance)
+    return state

@@ -1,4 +1,5 @@
-"""camera image -> 2D detector -> tracker -> DiffPose lifter -> people in 3D (ROS-free).
+"""camera image -> 2D detector -> tracker -> DiffPose lifter -> per-track filter -> people in 3D
+(ROS-free).
 
 The ROS node, the demo and the offline tools all run images through PosePipeline.process, so
 there is one code path from pixels to published skeletons.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import Intrinsics  # noqa: F401  (the camera model; re-exported for the pipeline's callers)
+from .filter.people_filter import FilterConfig, PeopleFilter
 from .people import InvalidPoseError, Person3D, check_person
 
 log = logging.getLogger("diffpose_ros.pipeline")
@@ -24,14 +26,17 @@ class PipelineConfig:
     min_keypoints: int = 8
     publish_unreliable: bool = True
     max_people: int = 10
+    filter: FilterConfig = field(default_factory=FilterConfig)
 
 
 @dataclass
 class FrameResult:
-    people: list[Person3D]
-    removed_track_ids: list[int]
-    timings: dict[str, float]           # seconds: detect, lift, total
+    people: list[Person3D]              # measured people, then people predicted by the filter
+    removed_track_ids: list[int]        # ids published before that are gone now
+    timings: dict[str, float]           # seconds: detect, lift, filter, total
     rejected: int = 0                   # people dropped by the numerical guards
+    predicted: int = 0                  # people published from the filter's prediction only
+    gated: int = 0                      # lifts the filter's gate refused
 
 
 class TimedRunner:
@@ -57,6 +62,8 @@ class PosePipeline:
         self.tracker = tracker
         self.lifter = lifter
         self.config = config or PipelineConfig()
+        self.filter = PeopleFilter(self.config.filter)
+        self._last_seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # id -> (keypoints_2d, box)
 
     @classmethod
     def create(cls, detector_model=None, backend="auto", lifter_weights=None, steps=5, n_hyp=5,
@@ -119,13 +126,80 @@ class PosePipeline:
                         keypoints_2d=kp[i], keypoint_conf=conf[i],
                         num_hypotheses=self.lifter.n_hyp, diffusion_steps=self.lifter.steps,
                         reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
-                        positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j])
+                        positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j],
+                        covariance_rel=result.covariance_rel[j])
                     try:
                         people.append(check_person(person))
                     except InvalidPoseError as err:
                         rejected += 1
                         log.warning("dropped track %d: %s", person.track_id, err)
         t2 = time.perf_counter()
+        people, removed, predicted, gated = self.apply_filter(people, removed, stamp_s)
+        t3 = time.perf_counter()
         sampler = getattr(self.lifter.runner, "last_s", 0.0) if tracks else 0.0
         return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "sampler": sampler,
-                                             "total": t2 - t0}, rejected)
+                                             "filter": t3 - t2, "total": t3 - t0}, rejected, predicted, gated)
+
+    def apply_filter(self, people: list[Person3D], removed: list[int], stamp_s: float):
+        """Run the per-track filter on the lifted people of one frame.
+
+        Sets `filtered` on every measured person and appends the people the filter still
+        predicts although this frame has no lift for them (missed by the detector, refused by
+        the guards, dropped as unreliable). Such a person carries the prediction in the
+        per-frame fields too: positions/covariance/root/root_covariance = the filter's
+        predicted joints and root, score 0, reliable False, keypoint_confidence 0 and the 2D
+        keypoints and box of their last detection; like every unreliable person it is only
+        published with publish_unreliable. Returns (people, removed ids, number predicted,
+        number gated)."""
+        self.filter.config = self.config.filter          # run-time parameter changes
+        ids = [p.track_id for p in people]
+        try:
+            if people:
+                step = self.filter.step(stamp_s, ids, np.stack([p.root for p in people]),
+                                        np.stack([p.root_covariance for p in people]),
+                                        np.stack([_rel(p)[0] for p in people]), np.stack([_rel(p)[1] for p in people]))
+            else:
+                step = self.filter.step(stamp_s, [], np.zeros((0, 3)), np.zeros((0, 3, 3)),
+                                        np.zeros((0, 17, 3)), np.zeros((0, 17, 3, 3)))
+        except (ValueError, np.linalg.LinAlgError) as err:   # never lose the frame for the filter
+            log.warning("filter failed, restarting it: %s", err)
+            gone = sorted(self.filter.tracks)
+            self.filter.reset()
+            self._last_seen.clear()
+            return people, sorted(set(removed) | (set(gone) - set(ids))), 0, 0
+        for p in people:
+            p.filtered = step.states.get(p.track_id)
+            self._last_seen[p.track_id] = (np.asarray(p.keypoints_2d), np.asarray(p.box))
+        predicted = []
+        for tid, state in step.states.items():
+            # a prediction has no confident keypoints, so it is unreliable: published only when
+            # unreliable people are (publish_unreliable, the default)
+            if tid in ids or tid not in self._last_seen or not self.config.publish_unreliable:
+                continue
+            kp, box = self._last_seen[tid]
+            person = Person3D(
+                track_id=tid, score=0.0, positions=state.positions, covariance=state.joint_covariance,
+                root=state.root, root_covariance=state.covariance[:3, :3], keypoints_2d=kp,
+                keypoint_conf=np.zeros(len(kp)), num_hypotheses=self.lifter.n_hyp,
+                diffusion_steps=self.lifter.steps, reliable=False, box=box,
+                positions_rel=state.positions - state.root, filtered=state)
+            try:
+                predicted.append(check_person(person))
+            except InvalidPoseError as err:
+                log.warning("dropped prediction of track %d: %s", tid, err)
+        for tid in [t for t in self._last_seen if t not in self.filter.tracks]:   # bounded by the tracks
+            del self._last_seen[tid]
+        shown = set(ids) | {p.track_id for p in predicted}
+        if not self.config.publish_unreliable:     # predicted but not shown: their markers go
+            removed = list(set(removed) | (set(step.states) - shown))
+        # the tracker's removals of people the filter still predicts wait for the filter
+        gone = (set(removed) | set(step.deleted)) - shown
+        return people + predicted, sorted(gone), len(predicted), len(step.gated)
+
+
+def _rel(person: Person3D) -> tuple[np.ndarray, np.ndarray]:
+    """Root-relative joints and covariances of a lifted person (derived when not given)."""
+    rel = person.positions_rel if person.positions_rel is not None else person.positions - person.root
+    cov = person.covariance_rel if person.covariance_rel is not None else \
+        person.covariance - person.root_covariance[None]
+    return np.asarray(rel), np.asarray(cov)

@@ -44,9 +44,47 @@ def test_marker_ids_stable_and_people_deleted():
     people = two_people()
     arr = markers_msg(people, removed_ids=[42], header=Header(frame_id="cam"))
     deletes = [m for m in arr.markers if m.action == Marker.DELETE]
-    assert {m.ns for m in deletes} == {"person_42"} and len(deletes) == 19
+    assert {m.ns for m in deletes} == {"person_42"} and len(deletes) == 21   # incl. velocity + look-ahead
     adds = [m for m in arr.markers if m.action == Marker.ADD]
     assert {m.ns for m in adds} == {"person_3", "person_11"}
     ids = sorted(m.id for m in adds if m.ns == "person_3")
     assert ids == sorted(markers_msg(people, [], Header()).markers[i].id for i in range(19))
     assert all(m.header.frame_id == "cam" for m in arr.markers)
+
+
+def filtered_person():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ros_peer import two_people
+    from diffpose_ros.people import FilteredState
+    p = two_people()[0]
+    ahead_cov = np.array([[0.3, 0.05, 0.0], [0.05, 0.1, 0.0], [0.0, 0.0, 0.6]])
+    p.filtered = FilteredState(root=np.array([0.5, -0.2, 3.0]), velocity=np.array([1.0, 0.0, -0.5]),
+                               covariance=np.eye(6) * 0.02, positions=p.positions, joint_covariance=p.covariance,
+                               time_since_measurement=0.2, is_prediction=True, ahead_s=1.0,
+                               ahead_root=np.array([1.5, -0.2, 2.5]), ahead_covariance=ahead_cov)
+    return p
+
+
+def test_velocity_arrow_and_look_ahead_ellipsoid():
+    from diffpose_ros.ros.markers import ARROW_S, ID_AHEAD, ID_VELOCITY
+    p = filtered_person()
+    arr = markers_msg([p], [], Header(frame_id="cam"))
+    by_id = {m.id: m for m in arr.markers}
+    arrow, ahead = by_id[ID_VELOCITY], by_id[ID_AHEAD]
+    assert arrow.type == Marker.ARROW and ahead.type == Marker.SPHERE
+    start, end = ([q.x, q.y, q.z] for q in arrow.points)
+    np.testing.assert_allclose(start, p.filtered.root)
+    np.testing.assert_allclose(end, p.filtered.root + ARROW_S * p.filtered.velocity)
+    np.testing.assert_allclose([ahead.pose.position.x, ahead.pose.position.y, ahead.pose.position.z],
+                               p.filtered.ahead_root)
+    # the sphere is the 90 % ellipsoid of the look-ahead covariance
+    q = [ahead.pose.orientation.x, ahead.pose.orientation.y, ahead.pose.orientation.z, ahead.pose.orientation.w]
+    radii = np.array([ahead.scale.x, ahead.scale.y, ahead.scale.z]) / 2
+    back = quat_to_matrix(q) @ np.diag(radii ** 2 / CHI2_3DOF_90) @ quat_to_matrix(q).T
+    np.testing.assert_allclose(back, p.filtered.ahead_covariance, atol=1e-9)
+    assert arrow.color.a < 1.0                  # a prediction is drawn dimmer
+    # without a filter state: no such markers
+    p.filtered = None
+    assert not {ID_VELOCITY, ID_AHEAD} & {m.id for m in markers_msg([p], [], Header()).markers}

@@ -27,6 +27,36 @@ def test_message_round_trip_in_process():
     np.testing.assert_allclose(back.covariance, people[1].covariance, atol=1e-7)
 
 
+def test_filtered_state_round_trip_and_guard():
+    from std_msgs.msg import Header
+    from diffpose_ros.people import FilteredState
+    from diffpose_ros.ros.messages import msg_to_person, person_to_msg
+    person = two_people()[0]
+    msg = person_to_msg(person, Header())
+    assert not msg.has_state and msg_to_person(msg).filtered is None
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 6))
+    person.filtered = FilteredState(
+        root=np.array([0.3, -0.1, 3.2]), velocity=np.array([0.9, 0.05, -0.4]), covariance=a @ a.T * 0.01 + 1e-3 * np.eye(6),
+        positions=person.positions + 0.01, joint_covariance=person.covariance, time_since_measurement=0.25,
+        is_prediction=True, ahead_s=1.0, ahead_root=np.array([1.2, -0.05, 2.8]), ahead_covariance=np.eye(3) * 0.2)
+    msg = person_to_msg(person, Header())
+    assert msg.has_state and msg.is_prediction and msg.time_since_measurement == 0.25
+    assert len(msg.state_covariance) == 36 and len(msg.filtered_covariance) == 17 * 9
+    back = msg_to_person(msg).filtered
+    for name in ("root", "velocity", "covariance", "positions", "joint_covariance", "ahead_root", "ahead_covariance"):
+        np.testing.assert_allclose(getattr(back, name), getattr(person.filtered, name), atol=1e-9, err_msg=name)
+    assert back.is_prediction and back.ahead_s == 1.0
+    # the guards cover the filter state too
+    person.filtered.velocity = np.array([np.nan, 0.0, 0.0])
+    with pytest.raises(InvalidPoseError, match="filtered.velocity"):
+        person_to_msg(person, Header())
+    person.filtered.velocity = np.zeros(3)
+    person.filtered.covariance = -np.eye(6)
+    with pytest.raises(InvalidPoseError, match="positive semi-definite"):
+        person_to_msg(person, Header())
+
+
 def test_covariance_guard():
     good = np.diag([1e-2, 2e-2, 3e-2])
     tiny_neg = good.copy(); tiny_neg[2, 2] = -1e-12

@@ -1,4 +1,6 @@
-"""People in 3D -> visualization_msgs/MarkerArray: joints, bones and uncertainty ellipsoids.
+"""People in 3D -> visualization_msgs/MarkerArray: joints, bones and uncertainty ellipsoids, and
+from the per-track filter a velocity arrow (where the person goes in one second) and the root
+predicted `prediction_horizon` ahead with its 90 % ellipsoid.
 
 Marker namespaces are per track ("person_<id>") and ids are fixed per joint, so RViz updates the
 same markers frame after frame; people who left are deleted explicitly (and every marker has a
@@ -18,6 +20,8 @@ from diffpose_ros.skeleton import H36M_BONES, NUM_JOINTS
 
 ID_BONES, ID_JOINTS, ID_ELLIPSOID0 = 0, 1, 10
 ELLIPSOID_IDS = range(ID_ELLIPSOID0, ID_ELLIPSOID0 + NUM_JOINTS)
+ID_VELOCITY, ID_AHEAD = 40, 41       # the filter's velocity arrow and look-ahead ellipsoid
+ARROW_S = 1.0                        # the arrow shows the displacement over this time
 
 
 def ellipsoid(cov: np.ndarray, chi2: float = CHI2_3DOF_90):
@@ -86,12 +90,34 @@ def person_markers(person: Person3D, header, lifetime_s: float = 0.5) -> list[Ma
         e.scale.x, e.scale.y, e.scale.z = (float(max(d, 1e-3)) for d in diam)
         e.color = confidence_color(person.keypoint_conf[j], alpha=0.25)
         out.append(e)
+    if person.filtered is not None:
+        out += state_markers(person, header, ns, lifetime_s)
     return out
+
+
+def state_markers(person: Person3D, header, ns: str, lifetime_s: float) -> list[Marker]:
+    """Velocity arrow from the filtered root (length = ARROW_S seconds of motion) and the
+    predicted root ahead_s later as its 90 % ellipsoid; dimmer while only predicted."""
+    s = person.filtered
+    alpha = 0.5 if s.is_prediction else 1.0
+    start = np.asarray(s.root, dtype=np.float64)
+    arrow = _marker(header, ns, ID_VELOCITY, Marker.ARROW, lifetime_s)
+    arrow.points = [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in
+                    (start, start + ARROW_S * np.asarray(s.velocity, dtype=np.float64))]
+    arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.04, 0.08, 0.1     # shaft, head diameter, head length
+    arrow.color = ColorRGBA(r=1.0, g=0.5, b=0.0, a=alpha)
+    ahead = _marker(header, ns, ID_AHEAD, Marker.SPHERE, lifetime_s)
+    diam, q = ellipsoid(np.asarray(s.ahead_covariance))
+    ahead.pose.position = Point(x=float(s.ahead_root[0]), y=float(s.ahead_root[1]), z=float(s.ahead_root[2]))
+    ahead.pose.orientation.x, ahead.pose.orientation.y, ahead.pose.orientation.z, ahead.pose.orientation.w = map(float, q)
+    ahead.scale.x, ahead.scale.y, ahead.scale.z = (float(max(d, 1e-3)) for d in diam)
+    ahead.color = ColorRGBA(r=1.0, g=0.5, b=0.0, a=0.2 * alpha)
+    return [arrow, ahead]
 
 
 def delete_markers(track_id: int, header) -> list[Marker]:
     out = []
-    for mid in (ID_BONES, ID_JOINTS, *ELLIPSOID_IDS):
+    for mid in (ID_BONES, ID_JOINTS, *ELLIPSOID_IDS, ID_VELOCITY, ID_AHEAD):
         m = Marker()
         m.header, m.ns, m.id, m.action = header, f"person_{track_id}", mid, Marker.DELETE
         out.append(m)

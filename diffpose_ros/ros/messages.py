@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Vector3
 
 from diffpose_ros.msg import HumanPose3D, HumanPose3DArray
-from diffpose_ros.people import Person3D, check_person
+from diffpose_ros.people import FilteredState, Person3D, check_person
 from diffpose_ros.skeleton import H36M_JOINTS
 
 
@@ -26,7 +26,28 @@ def person_to_msg(person: Person3D, header) -> HumanPose3D:
     msg.keypoint_confidence = np.asarray(person.keypoint_conf, dtype=np.float32).tolist()
     msg.num_hypotheses = int(person.num_hypotheses)
     msg.diffusion_steps = int(person.diffusion_steps)
+    state = person.filtered
+    if state is not None:
+        msg.has_state = True
+        msg.is_prediction = bool(state.is_prediction)
+        msg.time_since_measurement = float(state.time_since_measurement)
+        msg.filtered_root = _point(state.root)
+        msg.velocity = Vector3(x=float(state.velocity[0]), y=float(state.velocity[1]), z=float(state.velocity[2]))
+        msg.state_covariance = np.asarray(state.covariance, dtype=np.float64).reshape(36)
+        msg.filtered_positions = [_point(p) for p in state.positions]
+        msg.filtered_covariance = np.asarray(state.joint_covariance, dtype=np.float64).reshape(-1).tolist()
+        msg.prediction_horizon = float(state.ahead_s)
+        msg.predicted_root = _point(state.ahead_root)
+        msg.predicted_root_covariance = np.asarray(state.ahead_covariance, dtype=np.float64).reshape(9)
     return msg
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def _xyz(p) -> np.ndarray:
+    return np.array([p.x, p.y, p.z])
 
 
 def people_to_msg(people: list[Person3D], header, latency_s: float) -> HumanPose3DArray:
@@ -41,6 +62,17 @@ def people_to_msg(people: list[Person3D], header, latency_s: float) -> HumanPose
 def msg_to_person(msg: HumanPose3D) -> Person3D:
     """Inverse of person_to_msg (for subscribers, tests and the bag renderer)."""
     n = len(msg.positions)
+    state = None
+    if msg.has_state:
+        m = len(msg.filtered_positions)
+        state = FilteredState(
+            root=_xyz(msg.filtered_root), velocity=_xyz(msg.velocity),
+            covariance=np.asarray(msg.state_covariance, dtype=np.float64).reshape(6, 6),
+            positions=np.array([_xyz(p) for p in msg.filtered_positions]).reshape(m, 3),
+            joint_covariance=np.asarray(msg.filtered_covariance, dtype=np.float64).reshape(m, 3, 3),
+            time_since_measurement=msg.time_since_measurement, is_prediction=msg.is_prediction,
+            ahead_s=msg.prediction_horizon, ahead_root=_xyz(msg.predicted_root),
+            ahead_covariance=np.asarray(msg.predicted_root_covariance, dtype=np.float64).reshape(3, 3))
     return Person3D(
         track_id=msg.track_id, score=msg.score, reliable=msg.reliable,
         positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(n, 3),
@@ -49,4 +81,4 @@ def msg_to_person(msg: HumanPose3D) -> Person3D:
         root_covariance=np.asarray(msg.root_covariance, dtype=np.float64).reshape(3, 3),
         keypoints_2d=np.asarray(msg.keypoints_2d, dtype=np.float32).reshape(n, 2),
         keypoint_conf=np.asarray(msg.keypoint_confidence, dtype=np.float32),
-        num_hypotheses=msg.num_hypotheses, diffusion_steps=msg.diffusion_steps)
+        num_hypotheses=msg.num_hypotheses, diffusion_steps=msg.diffusion_steps, filtered=state)

@@ -28,6 +28,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from diffpose_ros.camera import Intrinsics
+from diffpose_ros.filter.people_filter import FilterConfig
 from diffpose_ros.msg import HumanPose3DArray
 from diffpose_ros.paths import detector_model_problem
 from diffpose_ros.pipeline import PipelineConfig, PosePipeline
@@ -74,6 +75,20 @@ PARAMETERS = {
     "publish_debug_image": (False, "publish an annotated image", None, True),
     "marker_lifetime_s": (0.5, "marker lifetime", (0.05, 10.0), True),
     "diagnostics_period_s": (1.0, "diagnostics period", (0.1, 60.0), False),
+    # the per-track filter (diffpose_ros/filter): filtered root, velocity, joints, predictions
+    "filter_enabled": (True, "per-track Kalman filter: filtered root + velocity + joints, predictions "
+                       "through missed frames", None, True),
+    "filter_model": ("cv", "motion model of the root: cv (constant velocity) or ca (constant acceleration)",
+                     ("cv", "ca"), True),
+    "filter_max_prediction_s": (1.0, "predict a person this long without an accepted lift, then delete "
+                                "the track", (0.0, 10.0), True),
+    "filter_gate_probability": (0.999, "Mahalanobis gate: refuse lifts less likely than this under the "
+                                "filter's prediction", (0.5, 0.999999), True),
+    "filter_velocity_prior_mps": (2.0, "velocity std per axis of a new track", (0.1, 20.0), True),
+    "filter_process_noise_scale": (1.0, "multiplies the process noise fitted on motion capture",
+                                   (0.01, 100.0), True),
+    "filter_smooth_joints": (True, "filter the joints too (false: filtered root + latest lifted pose)", None, True),
+    "filter_prediction_horizon_s": (1.0, "horizon of the published look-ahead prediction", (0.0, 10.0), True),
 }
 
 
@@ -214,7 +229,15 @@ class PoseNode(Node):
     def _pipeline_config(self) -> PipelineConfig:
         return PipelineConfig(score_threshold=self.p["detector_score_threshold"],
                               min_keypoint_conf=self.p["min_keypoint_conf"], min_keypoints=self.p["min_keypoints"],
-                              publish_unreliable=self.p["publish_unreliable"], max_people=self.p["max_people"])
+                              publish_unreliable=self.p["publish_unreliable"], max_people=self.p["max_people"],
+                              filter=FilterConfig(
+                                  enabled=self.p["filter_enabled"], model=self.p["filter_model"],
+                                  max_prediction_s=self.p["filter_max_prediction_s"],
+                                  gate_probability=self.p["filter_gate_probability"],
+                                  velocity_prior_mps=self.p["filter_velocity_prior_mps"],
+                                  process_noise_scale=self.p["filter_process_noise_scale"],
+                                  smooth_joints=self.p["filter_smooth_joints"],
+                                  ahead_s=self.p["filter_prediction_horizon_s"]))
 
     def _make_pipeline(self) -> PosePipeline:
         return PosePipeline.create(

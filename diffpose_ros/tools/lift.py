@@ -6,16 +6,26 @@ Input npz keys:
   K          (3, 3) camera intrinsics
   track_ids  (F,) optional; without it all frames form one track in file order (matters for the
              temporal model); pass distinct ids to lift frames independently
+  stamp      (F,) optional image stamps in seconds (diffpose-detect writes them); rows with the same
+             stamp are one image. Without it: `frame` (F,) / --fps, else the row index / --fps
   format     optional 'h36m' (default) or 'coco17'
 Output npz: poses3d (F,17,3) metres camera frame (absolute), poses3d_root_relative, covariance
 (F,17,3,3) absolute (incl. root uncertainty), covariance_root_relative, root (F,3), root_cov
-(F,3,3), hypotheses (F,N,17,3) root-relative. Written to a temp file and renamed: a failure
-leaves no partial output.
+(F,3,3), hypotheses (F,N,17,3) root-relative.
+With track_ids in the input (and without --no-filter), the per-track filter runs over the rows in
+stamp order (diffpose_ros/filter, the node's defaults) and each row also gets: filtered_root (F,3),
+velocity (F,3) m/s, state_covariance (F,6,6) of (root, velocity), filtered_poses3d (F,17,3),
+filtered_covariance (F,17,3,3), time_since_measurement (F,) s, is_prediction (F,) bool (the gate
+refused this row's lift), predicted_root (F,3) and predicted_root_cov (F,3,3) prediction_horizon
+seconds ahead, and stamp (F,). Rows are measurements: the predictions the node publishes for
+frames in which a track has no row are not written.
+Written to a temp file and renamed: a failure leaves no partial output.
 """
 import argparse
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +53,8 @@ def read_input(path: Path):
         sc = np.asarray(z["scores"], np.float64)
         K = np.asarray(z["K"], np.float64)
         tids = np.asarray(z["track_ids"]) if "track_ids" in z.files else None
+        stamps = np.asarray(z["stamp"], np.float64) if "stamp" in z.files else None
+        frames = np.asarray(z["frame"], np.float64) if "frame" in z.files else None
         fmt = str(z["format"]) if "format" in z.files else "h36m"
     if kp.ndim != 3 or kp.shape[1:] != (17, 2):
         raise InputError(f"key 'keypoints' must have shape (F, 17, 2), got {kp.shape}")
@@ -60,12 +72,65 @@ def read_input(path: Path):
         raise InputError(f"key 'K' must have positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
     if tids is not None and tids.shape != (F,):
         raise InputError(f"key 'track_ids' must have shape ({F},), got {tids.shape}")
+    for key, arr in (("stamp", stamps), ("frame", frames)):
+        if arr is not None and (arr.shape != (F,) or not np.isfinite(arr).all()):
+            raise InputError(f"key '{key}' must be ({F},) finite values, got shape {arr.shape}")
     if fmt not in ("h36m", "coco17"):
         raise InputError(f"key 'format' must be 'h36m' or 'coco17', got {fmt!r}")
     if fmt == "coco17":
         from ..detector.coco_to_h36m import coco_to_h36m
         kp, sc = coco_to_h36m(kp, sc)
-    return kp, sc, K, (np.zeros(F, np.int64) if tids is None else tids.astype(np.int64))
+    return LiftInput(kp, sc, K, np.zeros(F, np.int64) if tids is None else tids.astype(np.int64),
+                     tids is not None, stamps, frames)
+
+
+@dataclass
+class LiftInput:
+    keypoints: np.ndarray
+    scores: np.ndarray
+    K: np.ndarray
+    track_ids: np.ndarray
+    has_track_ids: bool
+    stamps: np.ndarray | None
+    frames: np.ndarray | None
+
+    def __iter__(self):     # kp, sc, K, tids = read_input(...)
+        return iter((self.keypoints, self.scores, self.K, self.track_ids))
+
+    def row_stamps(self, fps: float) -> np.ndarray:
+        if self.stamps is not None:
+            return self.stamps
+        index = self.frames if self.frames is not None else np.arange(len(self.keypoints), dtype=np.float64)
+        return index / fps
+
+
+def filter_rows(stamps, track_ids, lifted: dict, config=None) -> dict:
+    """Run the per-track filter over lifted rows in stamp order (stable: file order within a
+    stamp); one image = the rows with the same stamp. Returns per-row arrays (see the module
+    docstring). A duplicate track id within one image is an InputError."""
+    from ..filter.people_filter import PeopleFilter
+    F = len(stamps)
+    f = PeopleFilter(config)
+    out = {"filtered_root": np.zeros((F, 3)), "velocity": np.zeros((F, 3)), "state_covariance": np.zeros((F, 6, 6)),
+           "filtered_poses3d": np.zeros((F, 17, 3)), "filtered_covariance": np.zeros((F, 17, 3, 3)),
+           "time_since_measurement": np.zeros(F), "is_prediction": np.zeros(F, bool),
+           "predicted_root": np.zeros((F, 3)), "predicted_root_cov": np.zeros((F, 3, 3))}
+    order = np.argsort(stamps, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(stamps[order]) != 0) + 1)
+    for rows in tqdm(groups, desc="filter", disable=len(groups) < 200):
+        ids = track_ids[rows]
+        if len(set(ids.tolist())) != len(ids):
+            raise InputError(f"track id repeated within one image (stamp {stamps[rows[0]]}): {ids.tolist()}")
+        step = f.step(stamps[rows[0]], ids, lifted["root"][rows], lifted["root_cov"][rows],
+                      lifted["positions_rel"][rows], lifted["covariance_rel"][rows])
+        for r, tid in zip(rows, ids):
+            s = step.states[int(tid)]
+            out["filtered_root"][r], out["velocity"][r], out["state_covariance"][r] = s.root, s.velocity, s.covariance
+            out["filtered_poses3d"][r], out["filtered_covariance"][r] = s.positions, s.joint_covariance
+            out["time_since_measurement"][r], out["is_prediction"][r] = s.time_since_measurement, s.is_prediction
+            out["predicted_root"][r], out["predicted_root_cov"][r] = s.ahead_root, s.ahead_covariance
+    out["prediction_horizon"] = np.float64(f.config.ahead_s)
+    return out
 
 
 def main(argv=None):
@@ -81,12 +146,18 @@ def main(argv=None):
     p.add_argument("--n-hyp", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="frame rate for the filter's stamps when the input has no 'stamp' key (default 30)")
+    p.add_argument("--no-filter", action="store_true", help="do not run the per-track filter")
     args = p.parse_args(argv)
     if (args.output is None) == (args.out is None):
         p.error("give the output file once: as the second argument or with -o")
     args.output = args.output or args.out
+    if not args.fps > 0:
+        p.error("--fps must be > 0")
     try:
-        kp, sc, K, tids = read_input(args.input)
+        inp = read_input(args.input)
+        kp, sc, K, tids = inp
     except InputError as exc:
         print(f"diffpose-lift: error: {exc}", file=sys.stderr)
         return 2
@@ -113,6 +184,15 @@ def main(argv=None):
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
             "covariance": o["covariance"], "covariance_root_relative": o["covariance_rel"],
             "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"]}
+    if inp.has_track_ids and not args.no_filter:
+        stamps = inp.row_stamps(args.fps)
+        try:
+            filtered = filter_rows(stamps, tids, {k: np.concatenate(v).astype(np.float64) for k, v in outs.items()})
+        except InputError as exc:
+            print(f"diffpose-lift: error: {exc}", file=sys.stderr)
+            return 2
+        data.update({k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in filtered.items()})
+        data["stamp"] = stamps
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=args.output.parent, suffix=".tmp.npz")
     os.close(fd)

@@ -1,0 +1,220 @@
+"""The per-track 3D filter: each tracked person's root position and velocity over time, and a
+smoothed skeleton, with covariances (ROS-free; runs on the lifter's output per track id).
+
+One KinematicFilter per track with 17 rows: row 0 is the root (pelvis) in the camera frame,
+measured by the lifter's root with the lifter's root covariance; rows 1..16 are the
+root-relative joints, measured by the lifter's root-relative pose and covariance. Absolute
+filtered joints are the filtered root plus the filtered root-relative joints, their covariance
+the sum (the lifter makes the same independence assumption).
+
+Per frame (`step`), for every track with a measurement:
+  * new track: the state starts at the measurement, velocity zero with a wide prior
+    (`velocity_prior_mps` per axis for the root, the joint's fitted rms velocity for joints);
+  * otherwise the root measurement is fused with the lifter's covariance as the scale of
+    Student-t errors (heavy tails: far-out lifts count less) inflated for the errors'
+    correlation over time (both fitted on the lifter's errors, kinematic.py), after a
+    Mahalanobis gate (probability `gate_probability` of those errors) that refuses what the
+    state cannot explain (a wrong association, a gross lift): the track is then
+    predicted only, the joints are not updated either, and the output is flagged a prediction;
+    a track refused for longer than `max_prediction_s` restarts from the measurement;
+  * joints are gated one by one the same way (a swapped limb); a joint refused for longer
+    than `max_prediction_s` restarts from its measurement.
+Tracks without a measurement are predicted to the stamp (flagged is_prediction) until
+`max_prediction_s` has passed since their last accepted measurement, then deleted.
+A stamp more than `max_prediction_s` older than the newest one seen (a replayed bag) resets
+the filter; a slightly older one is fused as if simultaneous.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import chi2
+from scipy.stats import f as f_dist
+
+from diffpose_ros.people import FilteredState
+from diffpose_ros.skeleton import NUM_JOINTS
+
+from .kinematic import ORDERS, KinematicFilter
+from .process_noise import JOINT_HORIZONS_FRAMES, MOCAP_FPS, ProcessNoise, load_process_noise
+
+# joints follow their constant-velocity extrapolation only over the horizons their process
+# noise was fitted on (1/3 s); a limb does not keep swinging one way for longer
+JOINT_MAX_HORIZON_S = max(JOINT_HORIZONS_FRAMES) / MOCAP_FPS
+_EPS_S = 1e-6                      # stamp rounding: a prediction exactly at the limit is kept
+
+
+@functools.lru_cache(maxsize=16)
+def _gate_d2(probability: float, dof: float) -> float:
+    """Squared Mahalanobis distance of the gate: the `probability` quantile of d2 for 3D
+    Student-t errors with `dof` degrees of freedom (3 F(3, dof)); chi-square for dof = inf."""
+    if probability >= 1:
+        return np.inf
+    return float(chi2.ppf(probability, 3) if not np.isfinite(dof) else 3 * f_dist.ppf(probability, 3, dof))
+
+
+@dataclass
+class FilterConfig:
+    enabled: bool = True
+    model: str = "cv"                        # "cv" constant velocity, "ca" constant acceleration
+    max_prediction_s: float = 1.0            # predict this long without an accepted measurement
+    gate_probability: float = 0.999          # Mahalanobis gate on each measurement
+    velocity_prior_mps: float = 2.0          # std per axis of a new track's root velocity
+    acceleration_prior_mps2: float = 3.0     # the same for acceleration (model "ca")
+    process_noise_scale: float = 1.0         # multiplies the fitted process-noise densities
+    smooth_joints: bool = True               # filter the joints too (else: the latest lift)
+    ahead_s: float = 1.0                     # horizon of the published look-ahead prediction
+
+    def __post_init__(self):
+        if self.model not in ORDERS:
+            raise ValueError(f"filter model must be one of {sorted(ORDERS)}, got {self.model!r}")
+        checks = {"max_prediction_s": self.max_prediction_s >= 0, "velocity_prior_mps": self.velocity_prior_mps > 0,
+                  "acceleration_prior_mps2": self.acceleration_prior_mps2 > 0,
+                  "process_noise_scale": self.process_noise_scale > 0, "ahead_s": self.ahead_s >= 0,
+                  "gate_probability": 0 < self.gate_probability <= 1}
+        for name, ok in checks.items():
+            if not (ok and np.isfinite(getattr(self, name))):
+                raise ValueError(f"filter {name}={getattr(self, name)} is out of range")
+
+
+@dataclass
+class StepResult:
+    states: dict[int, FilteredState]          # every track the filter reports at this stamp
+    deleted: list[int] = field(default_factory=list)   # tracks dropped at this stamp
+    gated: list[int] = field(default_factory=list)     # tracks whose measurement was refused
+
+
+class _Track:
+    def __init__(self, kf: KinematicFilter):
+        self.kf = kf
+        self.rel = np.zeros((NUM_JOINTS, 3))       # latest accepted root-relative lift
+        self.rel_cov = np.zeros((NUM_JOINTS, 3, 3))
+
+
+class PeopleFilter:
+    def __init__(self, config: FilterConfig | None = None, noise: ProcessNoise | None = None):
+        self.config = config or FilterConfig()
+        self._noise = noise
+        self._noise_model = None
+        self.tracks: dict[int, _Track] = {}
+        self._now: float | None = None
+
+    def reset(self):
+        self.tracks.clear()
+        self._now = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def noise(self) -> ProcessNoise:
+        model = self.config.model
+        if self._noise is None or self._noise.model != model:
+            self._noise = load_process_noise(model)
+        if self._noise_model != model:             # a new model: states of another order go
+            self.tracks.clear()
+            self._noise_model = model
+        return self._noise
+
+    def _q(self, noise: ProcessNoise) -> np.ndarray:
+        q = np.repeat(noise.joint_q[:, None], 3, axis=1)
+        q[0] = noise.root_q
+        return q * self.config.process_noise_scale
+
+    def _new_track(self, noise: ProcessNoise, stamp, root, root_cov, rel, rel_cov) -> _Track:
+        zeros = np.zeros((NUM_JOINTS - 1, 3))
+        kf = KinematicFilter(noise.order, self._q(noise),
+                             pos_jitter=np.vstack([noise.root_pos_jitter, zeros]),
+                             vel_jitter=np.vstack([np.sqrt(noise.root_vel_var(0.0)), zeros]),
+                             max_horizon=np.r_[np.inf, np.full(NUM_JOINTS - 1, JOINT_MAX_HORIZON_S)])
+        prior = noise.joint_derivative_std.copy()
+        prior[0] = [self.config.velocity_prior_mps, self.config.acceleration_prior_mps2][: noise.order - 1]
+        kf.start(np.arange(NUM_JOINTS), np.vstack([root[None], rel[1:]]),
+                 np.concatenate([root_cov[None], rel_cov[1:]]), stamp, prior)
+        track = _Track(kf)
+        track.rel, track.rel_cov = rel.copy(), rel_cov.copy()
+        return track
+
+    def _state(self, track: _Track, stamp: float, is_prediction: bool) -> FilteredState:
+        cfg = self.config
+        # the gait oscillation of the root velocity grows with walking speed (process_noise.py)
+        speed = float(np.linalg.norm(track.kf.x[0, 3:6]))
+        track.kf.vel_var[0] = self.noise.root_vel_var(speed)
+        x, P = track.kf.output(stamp)
+        root, root_cov = x[0, :3], P[0, :3, :3]
+        if cfg.smooth_joints:
+            rel, rel_cov = x[:, :3].copy(), P[:, :3, :3].copy()
+        else:
+            rel, rel_cov = track.rel.copy(), track.rel_cov.copy()
+        rel[0], rel_cov[0] = 0.0, 0.0              # row 0 is the root itself
+        xa, Pa = track.kf.output(stamp + cfg.ahead_s, rows=np.array([0]))
+        return FilteredState(root=root.copy(), velocity=x[0, 3:6].copy(), covariance=P[0, :6, :6].copy(),
+                             positions=root + rel, joint_covariance=root_cov + rel_cov,
+                             time_since_measurement=float(max(stamp - track.kf.t[0], 0.0)),
+                             is_prediction=bool(is_prediction), ahead_s=float(cfg.ahead_s),
+                             ahead_root=xa[0, :3].copy(), ahead_covariance=Pa[0, :3, :3].copy())
+
+    # ------------------------------------------------------------------ main entry
+    def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov) -> StepResult:
+        """Fuse one frame. track_ids (P,), root (P, 3), root_cov (P, 3, 3), rel (P, 17, 3)
+        root-relative joints, rel_cov (P, 17, 3, 3); P may be 0. Returns the states of the
+        measured tracks and of the tracks predicted through this frame."""
+        stamp = float(stamp)
+        if not np.isfinite(stamp):
+            raise ValueError(f"stamp must be finite, got {stamp}")
+        cfg = self.config
+        ids = [int(t) for t in track_ids]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate track ids in one frame: {ids}")
+        root = np.asarray(root, np.float64).reshape(len(ids), 3)
+        root_cov = np.asarray(root_cov, np.float64).reshape(len(ids), 3, 3)
+        rel = np.asarray(rel, np.float64).reshape(len(ids), NUM_JOINTS, 3)
+        rel_cov = np.asarray(rel_cov, np.float64).reshape(len(ids), NUM_JOINTS, 3, 3)
+        out = StepResult({})
+        if not cfg.enabled:
+            out.deleted = sorted(self.tracks)
+            self.reset()
+            return out
+        before = sorted(self.tracks)
+        noise = self.noise                             # a new motion model drops every track
+        if before and not self.tracks:
+            out.deleted = before
+        if self._now is not None and stamp < self._now - cfg.max_prediction_s - _EPS_S:
+            out.deleted = sorted(set(out.deleted) | set(self.tracks))   # time jumped back
+            self.reset()
+        self._now = stamp if self._now is None else max(self._now, stamp)
+        gate = _gate_d2(cfg.gate_probability, noise.measurement_dof)
+        q = self._q(noise)
+        joints = np.arange(1, NUM_JOINTS)
+        for i, tid in enumerate(ids):
+            track = self.tracks.get(tid)
+            accepted = True
+            if track is not None:
+                track.kf.q = q                           # process_noise_scale may have changed
+                ok, _ = track.kf.update(stamp, root[i:i + 1], root_cov[i:i + 1], gate, rows=np.array([0]),
+                                        correlation_s=noise.measurement_correlation_s, dof=noise.measurement_dof)
+                if not ok[0]:
+                    if stamp - track.kf.t[0] > cfg.max_prediction_s + _EPS_S:
+                        track = None                     # refused for too long: start over
+                    else:
+                        accepted = False
+                        out.gated.append(tid)
+            if track is None:
+                track = self._new_track(noise, stamp, root[i], root_cov[i], rel[i], rel_cov[i])
+                self.tracks[tid] = track
+            elif accepted:
+                ok, _ = track.kf.update(stamp, rel[i, 1:], rel_cov[i, 1:], gate, rows=joints,
+                                        dof=noise.measurement_dof)
+                stale = joints[~ok & (stamp - track.kf.t[joints] > cfg.max_prediction_s + _EPS_S)]
+                if stale.size:
+                    track.kf.start(stale, rel[i, stale], rel_cov[i, stale], stamp,
+                                   noise.joint_derivative_std[stale])
+                track.rel, track.rel_cov = rel[i].copy(), rel_cov[i].copy()
+            out.states[tid] = self._state(track, stamp, is_prediction=not accepted)
+        for tid in [t for t in self.tracks if t not in out.states]:
+            track = self.tracks[tid]
+            if stamp - track.kf.t[0] > cfg.max_prediction_s + _EPS_S:
+                del self.tracks[tid]
+                out.deleted.append(tid)
+            else:
+                out.states[tid] = self._state(track, stamp, is_prediction=True)
+        return out
