@@ -5,7 +5,9 @@ camera-frame positions and covariances (root uncertainty included), root-relativ
 and its covariance, and the N hypotheses. The network part is any `runner`
 (keypoints, init_noise, kernel_u) -> (mean, cov, hyps) in numpy, e.g. an ONNX/TensorRT session;
 by default the torch DiffPoseSampler. Noise comes from the lifter's own seeded numpy Generator so
-that every backend sees exactly the same random inputs.
+that every backend sees exactly the same random inputs. The runner returns the uncalibrated
+covariance; the calibration scale of the current (steps, N) is applied here, so one runner per
+step count serves every N (set_sampling changes N between two lift() calls).
 """
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from ..skeleton import NUM_JOINTS
 from .initial import SIGMA_REL_RANGE, person_scale_2d
 from .model_io import load_bundle
 from .placement import normalise_px, place_root
-from .sampler import DiffPoseSampler
+from .sampler import DiffPoseSampler, calibration_scale
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TorchRunner:
 
     def __init__(self, sampler: DiffPoseSampler):
         self.sampler = sampler
+        self.steps = sampler.steps
 
     @torch.no_grad()
     def __call__(self, keypoints, init_noise, kernel_u):
@@ -60,14 +63,35 @@ class Lifter:
         self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / "frame"
         bundle = load_bundle(self.weights_dir)
         self.temporal, self.window = bundle.temporal, bundle.window
-        self.steps, self.n_hyp = int(steps), int(n_hyp)
         self.conf_coef = bundle.prior.conf_coef.numpy().astype(np.float64)
-        self.runner = runner if runner is not None else TorchRunner(DiffPoseSampler(bundle, steps, n_hyp))
+        self._bundle = bundle
+        self.runner = None
+        self.steps = self.n_hyp = None
+        self.set_sampling(int(steps), int(n_hyp), runner)
         self.rng = np.random.default_rng(seed)
         self.forget_after = int(forget_after)
         self.size_sigma = float(size_sigma)
         self._buffers = OrderedDict()  # track id -> [window array (T,17,3), last call index]
         self._calls = 0
+
+    def set_sampling(self, steps: int, n_hyp: int, runner=None):
+        """Use K=steps and N=n_hyp from the next lift() on. N needs no new runner; a new K needs
+        a runner for it: ``runner`` (its steps must be K), or the default torch one is rebuilt."""
+        steps, n_hyp = int(steps), int(n_hyp)
+        if n_hyp < 1:
+            raise ValueError(f"n_hyp must be >= 1, got {n_hyp}")
+        if runner is None and (self.runner is None or steps != self.steps):
+            if self.runner is not None and not isinstance(self.runner, TorchRunner):
+                raise ValueError(f"steps {self.steps} -> {steps} needs a runner built for {steps} steps")
+            runner = TorchRunner(DiffPoseSampler(self._bundle, steps, n_hyp))
+        if runner is not None:
+            have = getattr(runner, "steps", steps)
+            if have != steps:
+                raise ValueError(f"runner computes {have} steps, asked for {steps}")
+            self.runner = runner
+        self.var_scale, self.calibration_source = calibration_scale(
+            self._bundle.config, self._bundle.calibration, steps, n_hyp)
+        self.steps, self.n_hyp = steps, n_hyp
 
     # ------------------------------------------------------------------ helpers
     def reset(self):
@@ -130,6 +154,7 @@ class Lifter:
         noise = self.rng.standard_normal((P, N, NUM_JOINTS, 3)).astype(np.float32)
         u = self.rng.random((P, N)).astype(np.float32)
         mean, cov, hyps = (np.asarray(a, np.float64) for a in self.runner(net_in, noise, u))
+        cov = cov * self.var_scale[None, :, None, None]  # calibration of this (steps, N)
         if not (np.isfinite(mean).all() and np.isfinite(cov).all() and np.isfinite(hyps).all()):
             raise RuntimeError("lifter network produced NaN/inf; check the runner / weights "
                                f"({self.weights_dir})")

@@ -4,7 +4,9 @@ forward(keypoints, init_noise, kernel_u) -> mean (B,17,3), cov (B,17,3,3), hyps 
   keypoints  (B,17,3) frame model or (B,T,17,3) temporal: (x_norm, y_norm, conf), last = newest
   init_noise (B,N,17,3) standard normal (root entries unused): the H_K draw of each hypothesis
   kernel_u   (B,N) uniform [0,1): mixture-kernel choice per hypothesis (cumsum comparison)
-All outputs root-relative, camera frame, metres; cov is calibrated.
+All outputs root-relative, camera frame, metres. cov is UNcalibrated: the calibration scale is
+keyed by (steps, N) and applied outside the graph (Lifter), so that one exported graph per
+step count serves every N. N is read from init_noise's shape (axis 1), never from a constant.
 
 Only static control flow: the DDIM loop is unrolled over a fixed list of steps, kernels are
 selected with one-hot masks, and there is no random op inside (eta = 0), so equal inputs give equal
@@ -28,14 +30,36 @@ def calibration_key(steps: int, n_hyp: int, start_step: int = None, n_steps: int
     return key if start_step is None or start_step == n_steps else f"{key}_k{start_step}"
 
 
-def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float, n: int = None):
+def default_start_step(config) -> int:
+    return int(config.get("sampling", {}).get("start_step", config["diffusion"]["n_steps"]))
+
+
+def calibration_scale(config, calibration, steps: int, n_hyp: int, start_step: int = None):
+    """(var_scale (17,) float64, source) for sampling with (steps, N, start_step): the exact
+    setting's calibration, else the default setting's (an approximation: fewer steps / other N
+    change the spread), else ones (source None). Applied to the covariance outside the graph."""
+    n_diff = config["diffusion"]["n_steps"]
+    start_step = default_start_step(config) if start_step is None else int(start_step)
+    cal = calibration or {}
+    key = calibration_key(int(steps), int(n_hyp), start_step, n_diff)
+    entry, source = cal.get(key), key
+    if entry is None and start_step == cal.get("default", {}).get("start_step", n_diff):
+        entry, source = cal.get("default"), "default"
+    if entry is None:
+        return np.ones(NUM_JOINTS), None
+    return np.asarray(entry["var_scale"], np.float64), source
+
+
+def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float):
     """Per-joint 3x3 covariance: shrink the sample covariance of N hypotheses toward the
     prior (H_K) covariance, weight n0 / (N - 1 + n0) (N = 1 -> prior only), plus floor^2 I."""
-    n = hyps.shape[1] if n is None else n  # a python int keeps the exported graph static
+    # N as a tensor computed from the shape (not a Python int, which tracing would bake into the
+    # exported graph as a constant): the same graph then serves any number of hypotheses
+    n = torch.ones_like(hyps[:1, :, :1, :1]).sum(dim=1, keepdim=True)  # (1,1,1,1) = N
     mean = hyps.mean(dim=1)
     d = hyps - mean.unsqueeze(1)
-    sample = torch.matmul(d.permute(0, 2, 3, 1), d.permute(0, 2, 1, 3)) / max(n - 1, 1)  # (B,J,3,3)
-    lam = n0 / (max(n - 1, 0) + n0)
+    sample = torch.matmul(d.permute(0, 2, 3, 1), d.permute(0, 2, 1, 3)) / torch.clamp(n - 1, min=1)  # (B,J,3,3)
+    lam = n0 / (torch.clamp(n - 1, min=0) + n0)
     eye = torch.eye(3, dtype=hyps.dtype, device=hyps.device)
     return mean, (1 - lam) * sample + lam * prior_cov + (floor ** 2) * eye
 
@@ -59,7 +83,7 @@ class DiffPoseSampler(nn.Module):
         n_diff = cfg["diffusion"]["n_steps"]
         abar = make_schedule(n_diff, cfg["diffusion"]["schedule"])
         if start_step is None:
-            start_step = cfg.get("sampling", {}).get("start_step", n_diff)
+            start_step = default_start_step(cfg)
         if not 1 <= start_step <= n_diff:
             raise ValueError(f"start_step must be in [1, {n_diff}], got {start_step}")
         self.start_step = int(start_step)
@@ -89,18 +113,12 @@ class DiffPoseSampler(nn.Module):
         self.register_buffer("prior_blocks", torch.tensor(blocks, dtype=torch.float32))
         cov_cfg = cfg["covariance"]
         self.n0, self.floor = float(cov_cfg["shrinkage_n0"]), float(cov_cfg["floor_m"])
-        cal = bundle.calibration or {}
         self.cal_key = calibration_key(self.steps, self.n_hyp, self.start_step, n_diff)
-        entry = cal.get(self.cal_key)
-        # which calibration is used: the exact setting's, else the default setting's (an
-        # approximation: fewer steps / other N change the spread), else none
-        self.calibration_source = self.cal_key if entry is not None else None
-        if entry is None and self.start_step == cal.get("default", {}).get("start_step", n_diff):
-            entry = cal.get("default")
-            self.calibration_source = "default" if entry is not None else None
-        scale = np.ones(NUM_JOINTS) if entry is None else np.asarray(entry["var_scale"], np.float64)
-        self.calibrated = entry is not None
-        self.register_buffer("var_scale", torch.tensor(scale, dtype=torch.float32).reshape(1, -1, 1, 1))
+        # for the tools that run this module directly (calibrate, evaluate): the scale of this
+        # module's (steps, n_hyp), numpy, NOT applied in forward (see the module docstring)
+        self.var_scale, self.calibration_source = calibration_scale(
+            cfg, bundle.calibration, self.steps, self.n_hyp, self.start_step)
+        self.calibrated = self.calibration_source is not None
         self.eval()
 
     def kernel_onehot(self, kernel_u):  # (B, N) -> (B, N, M) float
@@ -133,8 +151,7 @@ class DiffPoseSampler(nn.Module):
         hyps = (mu_r + sig_r * s).reshape(b, n, NUM_JOINTS, 3)
         hyps = hyps - hyps[:, :, :1]
         prior_cov = sigma.unsqueeze(-1) * self.prior_blocks * sigma.unsqueeze(-2)  # (B,17,3,3)
-        mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor, self.n_hyp)
-        cov = cov * self.var_scale
+        mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor)
         return mean, 0.5 * (cov + cov.transpose(-1, -2)), hyps
 
 

@@ -153,9 +153,9 @@ def main(argv=None):
                 sel, g = (idx, gt) if default else (sweep_idx, gt_sweep)
                 s = DiffPoseSampler(b, steps, n, start_step=k0)
                 ts = time.time()
-                mean, cov, hyps = T.run_sampler(s, inp, sel, seed=args.seed)
+                mean, raw, hyps = T.run_sampler(s, inp, sel, seed=args.seed)  # uncalibrated cov
+                cov = raw * s.var_scale[None, :, None, None]  # calibrated, as the Lifter does
                 r = summary(mean, cov, hyps, g)
-                raw = cov / s.var_scale.numpy()
                 r["coverage_uncalibrated"] = coverage(mahalanobis_sq(mean - g, raw))
                 r.update({"steps": steps, "n_hyp": n, "start_step": s.start_step, "calibrated": s.calibrated,
                           "calibration_source": s.calibration_source,
