@@ -93,6 +93,16 @@ fi
 say "detector ONNX (exported once; skipped when up to date)"
 "$VENV/bin/python" -m diffpose_ros.tools.export_detector
 
+# 7. the real ROS 2 launch system and CLI (ros2 launch, ros2 topic, launch_testing) for the
+#    colcon/launch tests and the README's real-ROS commands; its own script is idempotent
+LAUNCH_BUNDLE=$ROOT/../shared/ros-launch
+if [ -x "$LAUNCH_BUNDLE/install.sh" ]; then
+  say "ROS 2 launch system from $LAUNCH_BUNDLE"
+  "$LAUNCH_BUNDLE/install.sh" "$VENV"
+else
+  say "no $LAUNCH_BUNDLE: ros2 launch not installed (its tests will skip)"
+fi
+
 "$VENV/bin/python" -c "from diffpose_ros.msg import HumanPose3DArray; import rclpy, torch, cv2, onnxruntime" \
   || { say "import check FAILED"; exit 1; }
 say "ready in $(( $(date +%s) - t0 )) s; venv size $(du -sh "$VENV" | cut -f1)"

@@ -59,7 +59,7 @@ class NodeHarness:
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera/camera_info", 10)
         image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
         self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera/camera_info")
-                        and self.diagnostics, timeout=90, what=f"node {name} to subscribe and spin")
+                        and self.loaded(), timeout=90, what=f"node {name} to subscribe and load its models")
         time.sleep(0.2)   # let our publishers match the subscriptions the graph just showed
 
     def _subscribed(self, topic: str) -> bool:
@@ -69,6 +69,13 @@ class NodeHarness:
     def _on_diagnostics(self, msg):
         if msg.status and msg.status[0].name == f"diffpose_ros: /{self.name}":   # ours, not another node's
             self.diagnostics.append(msg)
+
+    def loaded(self) -> bool:
+        """The node's diagnostics say its models are loaded (they load after it starts spinning)."""
+        if not self.diagnostics:
+            return False
+        values = {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+        return values.get("sampler_graph", "loading") != "loading"
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
