@@ -18,10 +18,24 @@ import time
 from collections import OrderedDict
 from typing import Optional
 
+import numpy as np
+
 from .auto import make_backend
-from .base import Cancelled, SamplerBackend, default_logger
+from .base import NUM_JOINTS, Cancelled, SamplerBackend, default_logger
 
 BACKGROUND_NICENESS = 5  # a background build yields the CPU to the frames being served
+
+
+def warm_up(backend: SamplerBackend) -> None:
+    """One call on a neutral input: a fresh ONNX Runtime session / CUDA graph / TensorRT
+    context does its lazy allocations on its first run, which would otherwise cost the first
+    frame it serves a few hundred ms."""
+    lead = (1, backend.window) if backend.temporal else (1,)
+    keypoints = np.zeros(lead + (NUM_JOINTS, 3), np.float32)
+    keypoints[..., 2] = 1.0
+    n = min(5, backend.max_hyp)
+    backend.run(keypoints, np.zeros((1, n, NUM_JOINTS, 3), np.float32),
+                np.full((1, n), 0.5, np.float32))
 
 
 class SamplerManager:
@@ -48,8 +62,10 @@ class SamplerManager:
         self._thread: Optional[threading.Thread] = None
 
     def _make(self, steps: int, cancel, niceness: int) -> SamplerBackend:
-        return self._make_backend(self.backend, self.weights_dir, steps, logger=self.log,
-                                  cancel=cancel, niceness=niceness, **self.options)
+        backend = self._make_backend(self.backend, self.weights_dir, steps, logger=self.log,
+                                     cancel=cancel, niceness=niceness, **self.options)
+        warm_up(backend)
+        return backend
 
     # ---------------------------------------------------------------- start-up
     def load(self, steps: int) -> SamplerBackend:
