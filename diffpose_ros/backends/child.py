@@ -18,7 +18,8 @@ No child outlives its parent: it runs in a session of its own (a terminal Ctrl-C
 node, which stops the child), asks the kernel for SIGKILL when the parent thread that started it
 exits (Linux PR_SET_PDEATHSIG), and any child still running at interpreter exit is killed.
 
-Child side: ``python -m diffpose_ros.backends.child onnx|tensorrt ... --out PARTIAL``.
+Child side: ``python -c _BOOTSTRAP onnx|tensorrt ... --out PARTIAL --parent-pid PID`` (the
+bootstrap arranges the death with the parent before anything else, then runs ``main``).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from .base import BackendError, Cancelled, default_logger
 POLL_S = 0.05  # how often a waiting parent looks at its cancel event
 PARTIAL_SUFFIX = ".partial"
 
-_live: dict = {}  # pid -> Popen of every running child
+_live: dict = {}  # pid -> (Popen, partial path) of every running child
 _killed: set = set()  # pids killed by kill_children (their waiter raises Cancelled)
 _lock = threading.Lock()
 
@@ -93,20 +94,23 @@ def live_children() -> list:
 
 
 def kill_children(wait: float = 0.0) -> int:
-    """Kill every running build process (from any thread) and wait up to ``wait`` s for each
-    to be reaped; its waiter removes its partial file and raises Cancelled. Returns how many
-    were killed."""
+    """Kill every running build process (from any thread), remove its partial file and wait up
+    to ``wait`` s for each to be reaped; its waiting thread raises Cancelled. Does not depend on
+    that thread: a process that stops without waiting for its threads leaves nothing behind
+    either. Returns how many were killed."""
     with _lock:
-        procs = list(_live.values())
-        _killed.update(p.pid for p in procs)
-    for proc in procs:
+        entries = list(_live.values())
+        _killed.update(proc.pid for proc, _ in entries)
+    for proc, partial in entries:
         with contextlib.suppress(OSError):
             proc.kill()
+        with contextlib.suppress(OSError):
+            partial.unlink()  # a SIGKILLed process writes nothing more
     deadline = time.monotonic() + wait
-    for proc in procs:
+    for proc, _ in entries:
         with contextlib.suppress(Exception):
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    return len(procs)
+    return len(entries)
 
 
 atexit.register(kill_children, 1.0)
@@ -125,14 +129,14 @@ def run_child(args, final: Path, *, what: str, check: Optional[Callable] = None,
     partial = partial_path(final)
     if cancel is not None and cancel.is_set():
         raise Cancelled(f"{what} cancelled before it started")
-    cmd = [sys.executable, "-m", "diffpose_ros.backends.child", *[str(a) for a in args],
+    cmd = [sys.executable, "-c", _BOOTSTRAP, *[str(a) for a in args],
            "--out", str(partial), "--parent-pid", str(os.getpid()), "--nice", str(int(niceness))]
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=errors, start_new_session=True)
-        with _lock:
-            _live[proc.pid] = proc
         log.info("%s: running in child process %d", what, proc.pid)
+        with _lock:
+            _live[proc.pid] = (proc, partial)
         t0 = time.monotonic()
         try:
             while True:
@@ -198,16 +202,17 @@ def run_engine_build(*, onnx_path, profile, fp16: bool, workspace_mb: int, path:
 # --------------------------------------------------------------------------------------------
 # child side
 # --------------------------------------------------------------------------------------------
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this process when its parent goes (Linux); exit now if it is already gone."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-    if os.getppid() != parent_pid:
-        raise SystemExit(3)
+# The child's first statements, before any import of this package (numpy, ...: seconds on a
+# loaded CPU): die with the parent thread (PR_SET_PDEATHSIG = 1), or exit if it is gone already.
+_BOOTSTRAP = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))\n"
+    "if os.getppid() != int(sys.argv[sys.argv.index('--parent-pid') + 1]):\n"
+    "    sys.exit(3)\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "from diffpose_ros.backends.child import main\n"
+    "sys.exit(main(sys.argv[1:]))\n")
 
 
 def _import(name: str):
@@ -273,11 +278,9 @@ def main(argv=None) -> int:
     trt.add_argument("--workspace-mb", type=int, required=True)
     for p in (onnx, trt):
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--parent-pid", type=int, required=True)
+        p.add_argument("--parent-pid", type=int, required=True, help="checked by _BOOTSTRAP")
         p.add_argument("--nice", type=int, default=0)
     args = parser.parse_args(argv)
-    _die_with_parent(args.parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this stops
     if args.nice:
         with contextlib.suppress(OSError):
             os.nice(args.nice)

@@ -9,10 +9,11 @@ Publishes:  human_pose_3d (diffpose_ros/HumanPose3DArray), human_pose_3d/markers
             human_pose_3d/debug_image (Image, optional), /diagnostics (DiagnosticArray)
 
 Stopping at any moment (SIGINT or SIGTERM: exit 0 within 2 s, no child process left, no half
-file): the signals only set STOP, from the first lines of this module on, so that a stop while
-the imports run is not a KeyboardInterrupt traceback; the models load in the worker thread
-while the main thread spins, so a stop is seen within 0.1 s; graph exports run in child
-processes that a stop kills (backends/child.py).
+file): handlers are installed in the first lines of this module, so a stop while the imports
+run simply exits 0 (nothing has started) instead of a KeyboardInterrupt traceback; from main()
+on a signal only sets STOP. The models load in the worker thread while the main thread spins,
+so a stop is seen within 0.1 s; graph exports run in child processes that a stop kills
+(backends/child.py).
 """
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ import threading
 import time
 
 STOP = threading.Event()   # set by SIGINT/SIGTERM; main() then shuts the node down
-STOP_SIGNALS: list = []    # (signal number, monotonic time) of each stop signal
+STOP_SIGNALS: list = []    # the stop signals received, in order
+STARTED = threading.Event()  # main() runs: from now on a stop is an orderly shutdown
 EXECUTABLES = ("pose_node", "diffpose-pose-node")   # the installed wrappers that run main()
 
 
 def _on_stop_signal(signum, frame):
+    if not STARTED.is_set():
+        os._exit(0)   # still importing: nothing has started that needs cleaning up
     STOP.set()
-    STOP_SIGNALS.append((signum, time.monotonic()))
+    STOP_SIGNALS.append(signum)
 
 
 def install_stop_handlers():
@@ -392,17 +396,18 @@ class PoseNode(Node):
         return Header(stamp=self.get_clock().now().to_msg())
 
     # ---------------------------------------------------------------- shutdown
-    def stop(self, timeout: float = 1.2) -> bool:
+    def stop(self, timeout: float = 0.5) -> bool:
         """End the worker (loading or processing) and any background graph build: the child
-        process of an export is killed and reaped, its partial file removed. True when every
-        thread of the node has ended within ``timeout``."""
-        deadline = time.monotonic() + timeout
+        process of an export is killed and reaped, its partial file removed (that needs no
+        thread's help). Then give the threads ``timeout`` to end: True when all have; a frame
+        or model load still running is abandoned by main() (nothing of it needs saving)."""
         self._cancel.set()
         with self._cond:
             self._stop = True
             self._cond.notify_all()
             pipeline = self.pipeline
-        kill_children(wait=0.5)            # an export the worker waits for at start-up, too
+        kill_children(wait=0.5)            # also an export the worker waits for at start-up
+        deadline = time.monotonic() + timeout
         closed = pipeline.close(max(0.0, deadline - time.monotonic())) if pipeline is not None else True
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
         return closed and not self._worker.is_alive()
@@ -410,9 +415,8 @@ class PoseNode(Node):
 
 def main(args=None):
     """Run the node until SIGINT/SIGTERM; ends the process (exit 0, or 2 when it cannot start)."""
+    STARTED.set()
     install_stop_handlers()   # SIGINT/SIGTERM only set STOP (a second one during cleanup too)
-    if STOP.is_set():         # stopped while the imports ran: nothing has started
-        return 0
     node = None
     code = 0
     try:
@@ -437,12 +441,10 @@ def main(args=None):
         stopped = True
         if node is not None:
             if STOP_SIGNALS:
-                signum, since = STOP_SIGNALS[0]
-                node.get_logger().info(f"{signal.Signals(signum).name} received "
-                                       f"{time.monotonic() - since:.2f} s ago: stopping")
+                node.get_logger().info(f"{signal.Signals(STOP_SIGNALS[0]).name}: stopping")
             stopped = node.stop()
             if not stopped:
-                node.get_logger().warning("a model was still loading; leaving without waiting for it")
+                node.get_logger().info("a frame or model load was still running; not waiting for it")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
