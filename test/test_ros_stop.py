@@ -99,7 +99,7 @@ class Run:
         m = re.search(r"\[pose_node-\d+\]: process started with pid \[(\d+)\]", self.log())
         return int(m.group(1)) if m else None
 
-    def wait_for(self, text: str, timeout: float = 180.0, count: int = 1, frames: bool = False):
+    def wait_for(self, text: str, timeout: float = 600.0, count: int = 1, frames: bool = False):
         """Spin (publishing frames at 10 Hz with ``frames``) until ``text`` is in the log
         ``count`` times."""
         deadline = time.monotonic() + timeout

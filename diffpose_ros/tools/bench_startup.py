@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpose_ros.backends.export import atomic_write_bytes
 from diffpose_ros.paths import IMAGES_DIR, REPO_DIR
 from diffpose_ros.tools.bench_sampler import _cpu_name
 from diffpose_ros.tools.demo import ros_environment
@@ -170,11 +171,7 @@ def main(argv=None) -> int:
     print(f"cold: median {result['cold']['median_s']} s, warm: median {result['warm']['median_s']} s "
           f"(load average {result['machine']['load_avg_1min_start_end']})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=str(args.out.parent), prefix=args.out.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp_name, args.out)
+    atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
     return 0 if all(r["exit_code"] == 0 for r in rows) else 1
 
