@@ -198,11 +198,12 @@ def stop_at(run: Run, moment: str):
     elif moment == "background export":
         run.wait_for("models loaded")
         run.spin(1.0, frames=True)
+        before = run.log().count("running in child process")
         run.set_parameter("diffusion_steps", 2)      # not in the cache: exported in the background
-        run.wait_for("running in child process", count=run.log().count("running in child process") + 1,
-                     frames=True)
-        run.spin(1.0, frames=True)
+        run.wait_for("running in child process", count=before + 1, frames=True)
+        run.spin(0.5, frames=True)
         assert run.poses, "frames kept flowing during the background export"
+        assert "exported ONNX sampler (steps=2" not in run.log(), "the export ended too soon"
     elif moment == "twice, steady state":
         run.wait_for("models loaded")
         run.spin(2.0, frames=True)
