@@ -13,6 +13,7 @@ CONSOLE_SCRIPTS = [
     "diffpose-soak = diffpose_ros.tools.soak:main",
     "diffpose-bench-node = diffpose_ros.tools.bench_node:main",
     "diffpose-bench-peers = diffpose_ros.tools.bench_peers:main",
+    "diffpose-bench-startup = diffpose_ros.tools.bench_startup:main",
     # data
     "diffpose-build-dataset = diffpose_ros.tools.build_dataset:main",
     "diffpose-render-data = diffpose_ros.tools.render_data:main",

@@ -17,8 +17,17 @@ DEFAULT_SAMPLE_IMAGES = ("basketball1.png", "basketball2.png", "messi5.jpg")
 
 
 def cache_dir() -> Path:
-    """Writable cache (datasets, TensorRT engines): $DIFFPOSE_CACHE or ~/.cache/diffpose_ros."""
-    path = Path(os.environ.get("DIFFPOSE_CACHE", Path.home() / ".cache" / "diffpose_ros"))
+    """The user's writable cache (datasets, exported sampler graphs, TensorRT engines), never
+    the install space: $DIFFPOSE_CACHE if set, else $XDG_CACHE_HOME/diffpose_ros, else
+    ~/.cache/diffpose_ros (the XDG base-directory default; a relative $XDG_CACHE_HOME is
+    invalid by that spec and ignored)."""
+    override = os.environ.get("DIFFPOSE_CACHE")
+    if override:
+        path = Path(override)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+        path = base / "diffpose_ros"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -3,10 +3,16 @@
 
 The ROS node, the demo and the offline tools all run images through PosePipeline.process, so
 there is one code path from pixels to published skeletons.
+
+Sampling settings change between two frames: ``set_sampling(steps, n_hyp)`` may be called from
+any thread; process() applies a new N at its next frame (no new graph: N is a dynamic axis) and
+a new step count as soon as the backends.SamplerManager has its graph ready (built in the
+background while the current one keeps serving).
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -45,6 +51,7 @@ class TimedRunner:
     def __init__(self, backend):
         self.backend = backend
         self.name = f"{backend.name} ({backend.device})"
+        self.steps = backend.steps
         self.last_s = 0.0
 
     def __call__(self, keypoints, init_noise, kernel_u):
@@ -57,44 +64,94 @@ class TimedRunner:
 class PosePipeline:
     """Holds the detector, the tracker and the lifter; process() handles one image."""
 
-    def __init__(self, detector, tracker, lifter, config: PipelineConfig | None = None):
+    def __init__(self, detector, tracker, lifter, config: PipelineConfig | None = None,
+                 sampler_manager=None):
         self.detector = detector
         self.tracker = tracker
         self.lifter = lifter
         self.config = config or PipelineConfig()
         self.filter = PeopleFilter(self.config.filter)
         self._last_seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # id -> (keypoints_2d, box)
+        self.sampler_manager = sampler_manager   # backends.SamplerManager, or None
+        self._sampling_lock = threading.Lock()
+        self._wanted_sampling: tuple[int, int] | None = None
 
     @classmethod
     def create(cls, detector_model=None, backend="auto", lifter_weights=None, steps=5, n_hyp=5,
                threads=2, fp16=True, seed=0, config: PipelineConfig | None = None, logger=None,
-               detector_options: dict | None = None):
+               detector_options: dict | None = None, cancel: threading.Event | None = None,
+               cache_dir=None):
         """Build the default stack: YOLO pose (ONNX Runtime) + tracker + DiffPose lifter on `backend`.
 
-        ``detector_options``: more YoloPoseDetector arguments (input_size, letterbox_mode, ...)."""
-        from .backends import make_backend
+        ``detector_options``: more YoloPoseDetector arguments (input_size, letterbox_mode, ...).
+        Setting the Event `cancel` stops the build between its stages and kills an export in
+        progress (backends.Cancelled is raised)."""
+        from .backends import SamplerManager, check_cancel
         from .detector.tracker import Tracker
         from .detector.yolo_pose import YoloPoseDetector
-        from .lifter.lifter import Lifter
         from .paths import WEIGHTS_DIR
         config = config or PipelineConfig()
         weights = lifter_weights or WEIGHTS_DIR / "frame"
+        check_cancel(cancel, "start-up")
         detector = YoloPoseDetector(model_path=detector_model or None,
                                     score_threshold=config.score_threshold, threads=threads,
                                     **(detector_options or {}))
-        runner = TimedRunner(make_backend(backend, weights_dir=weights, steps=steps, n_hyp=n_hyp,
-                                          max_people=config.max_people, threads=threads, fp16=fp16,
-                                          logger=logger))
+        check_cancel(cancel, "start-up")
+        manager = SamplerManager(backend, weights, max_people=config.max_people, threads=threads,
+                                 fp16=fp16, cache_dir=cache_dir, cancel=cancel, logger=logger)
+        runner = TimedRunner(manager.load(steps))
+        check_cancel(cancel, "start-up")
+        from .lifter.lifter import Lifter
         lifter = Lifter(weights_dir=weights, steps=steps, n_hyp=n_hyp, runner=runner, seed=seed)
-        return cls(detector, Tracker(), lifter, config)
+        return cls(detector, Tracker(), lifter, config, sampler_manager=manager)
 
     @property
     def backend_name(self) -> str:
         runner = getattr(self.lifter, "runner", None)
         return getattr(runner, "name", "torch (cpu)")
 
+    # ---------------------------------------------------------------- sampling settings
+    def set_sampling(self, steps: int, n_hyp: int) -> None:
+        """Ask for K=steps and N=n_hyp (thread-safe, returns at once). N applies from the next
+        frame; a new K once its graph is ready (the current one serves until then)."""
+        with self._sampling_lock:
+            self._wanted_sampling = (int(steps), int(n_hyp))
+        if self.sampler_manager is not None:
+            self.sampler_manager.request(int(steps))
+
+    def apply_sampling(self) -> None:
+        """Between two frames (process() calls it): switch to the wanted N, and to the wanted
+        K once its graph is ready. The published num_hypotheses/diffusion_steps are always
+        what computed the frame."""
+        with self._sampling_lock:
+            wanted = self._wanted_sampling
+        if wanted is None:
+            return
+        steps, n_hyp = wanted
+        runner = None
+        if self.sampler_manager is not None:
+            ready = self.sampler_manager.take_ready()
+            runner = TimedRunner(ready) if ready is not None else None
+            steps = runner.steps if runner is not None else self.lifter.steps
+        if runner is not None or (steps, n_hyp) != (self.lifter.steps, self.lifter.n_hyp):
+            self.lifter.set_sampling(steps, n_hyp, runner)  # without a manager: its torch runner
+
+    def sampling_status(self) -> dict[str, str]:
+        """What computes the frames now, for diagnostics (strings)."""
+        out = {"diffusion_steps": str(self.lifter.steps), "num_hypotheses": str(self.lifter.n_hyp),
+               # the covariance calibration serving them: this setting's own, or the nearest one's
+               "calibration": str(getattr(self.lifter, "calibration_source", None) or "none")}
+        if self.sampler_manager is not None:
+            out.update(self.sampler_manager.status())
+        return out
+
+    def close(self, timeout: float = 1.0) -> bool:
+        """Stop background work (a graph build in progress is killed). True when none runs."""
+        return self.sampler_manager.close(timeout) if self.sampler_manager is not None else True
+
     def process(self, image: np.ndarray, intrinsics: Intrinsics, stamp_s: float) -> FrameResult:
         from .detector.coco_to_h36m import coco_to_h36m
+        self.apply_sampling()
         cfg = self.config
         t0 = time.perf_counter()
         # the detector applies the threshold itself, so a run-time change (lower too) takes effect

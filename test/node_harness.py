@@ -61,7 +61,7 @@ class NodeHarness:
         image_topic = "/image/compressed" if compressed else "/image"
         try:
             self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
-                            and self.diagnostics, timeout=240, what=f"node {name} to subscribe and spin")
+                            and self.loaded(), timeout=240, what=f"node {name} to subscribe and load its models")
         except AssertionError:         # no test will close a harness that never came up: no stray node
             self.proc.kill()
             self.proc.wait()
@@ -76,6 +76,13 @@ class NodeHarness:
     def _on_diagnostics(self, msg):
         if msg.status and msg.status[0].name == f"diffpose_ros: /{self.name}":   # ours, not another node's
             self.diagnostics.append(msg)
+
+    def loaded(self) -> bool:
+        """The node's diagnostics say its models are loaded (they load after it starts spinning)."""
+        if not self.diagnostics:
+            return False
+        values = {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+        return values.get("sampler_graph", "loading") != "loading"
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

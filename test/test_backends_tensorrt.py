@@ -1,5 +1,6 @@
-"""TensorRT backend: engine cache key, cache folder and rebuild decisions (no TensorRT needed),
-and a real engine run where TensorRT and a GPU exist (skipped otherwise)."""
+"""TensorRT backend: engine cache key, shape profile (N dynamic), cache folder and rebuild
+decisions (no TensorRT needed), and a real engine run where TensorRT and a GPU exist (skipped
+otherwise: it never ran in this project, no GPU was available)."""
 import logging
 import os
 
@@ -17,7 +18,7 @@ LOG = "diffpose_ros.backends"
 def _key(**change):
     args = dict(onnx_bytes=b"graph", trt_version="8.5.2.2", gpu_name="Orin",
                 compute_capability=(8, 7), precision="fp16",
-                profile=shape_profile(5, 1, False, 10))
+                profile=shape_profile(1, False, 10))
     args.update(change)
     return engine_cache_key(**args)
 
@@ -27,20 +28,28 @@ def test_cache_key_depends_on_everything_an_engine_depends_on():
     assert base == _key() and len(base) == 64
     variants = [_key(onnx_bytes=b"graph2"), _key(trt_version="10.3.0"), _key(gpu_name="RTX"),
                 _key(compute_capability=(8, 6)), _key(precision="fp32"),
-                _key(profile=shape_profile(5, 1, False, 4)),
-                _key(profile=shape_profile(20, 1, False, 10)),
-                _key(profile=shape_profile(5, 27, True, 10))]
+                _key(profile=shape_profile(1, False, 4)),
+                _key(profile=shape_profile(1, False, 10, max_hyp=20)),
+                _key(profile=shape_profile(27, True, 10))]
     assert len({base, *variants}) == len(variants) + 1
 
 
-def test_shape_profile_covers_one_to_max_people_on_every_input():
-    prof = shape_profile(n_hyp=5, window=27, temporal=True, max_people=6)
+def test_shape_profile_covers_people_and_hypotheses():
+    """1..max_people people on every input, 1..max_hyp hypotheses (N dynamic: one engine
+    serves every N), optimised for 2 people and the default N = 5."""
+    from diffpose_ros.backends.base import MAX_HYPOTHESES
+
+    prof = shape_profile(window=27, temporal=True, max_people=6)
     assert prof["keypoints"] == ((1, 27, 17, 3), (2, 27, 17, 3), (6, 27, 17, 3))
-    assert prof["init_noise"] == ((1, 5, 17, 3), (2, 5, 17, 3), (6, 5, 17, 3))
-    assert prof["kernel_u"] == ((1, 5), (2, 5), (6, 5))
-    assert shape_profile(5, 1, False, 1)["keypoints"] == ((1, 17, 3),) * 3
+    assert prof["init_noise"] == ((1, 1, 17, 3), (2, 5, 17, 3), (6, MAX_HYPOTHESES, 17, 3))
+    assert prof["kernel_u"] == ((1, 1), (2, 5), (6, MAX_HYPOTHESES))
+    assert MAX_HYPOTHESES >= 64  # the node's num_hypotheses range
+    assert shape_profile(1, False, 1)["keypoints"] == ((1, 17, 3),) * 3
+    assert shape_profile(1, False, 1, max_hyp=3)["init_noise"][1] == (1, 3, 17, 3)
     with pytest.raises(ValueError, match="max_people"):
-        shape_profile(5, 1, False, 0)
+        shape_profile(1, False, 0)
+    with pytest.raises(ValueError, match="max_hyp"):
+        shape_profile(1, False, 4, max_hyp=0)
 
 
 def test_unwritable_cache_folder_warns_and_returns_none(tmp_path, caplog):
@@ -53,14 +62,14 @@ def test_unwritable_cache_folder_warns_and_returns_none(tmp_path, caplog):
 
 
 class FakeTensorRT:
-    """Stands in for build_serialized_network / deserialize_cuda_engine."""
+    """Stands in for the engine build (which writes the file) and deserialize_cuda_engine."""
 
     def __init__(self):
         self.builds = 0
 
-    def build(self):
+    def build(self, path):
         self.builds += 1
-        return b"ENGINE" + bytes([self.builds])
+        path.write_bytes(b"ENGINE" + bytes([self.builds]))
 
     @staticmethod
     def deserialize(data):
@@ -119,11 +128,38 @@ def test_failed_cache_write_keeps_engine_in_memory(tmp_path, caplog):
     engine, source = obtain_engine("k", folder, trt.build, trt.deserialize)
     assert source == "built" and engine is not None
     assert "could not write engine cache" in caplog.text
+    assert trt.builds == 2  # the first build could not write; the second went to a temp folder
 
 
 def test_freshly_built_engine_that_does_not_load_is_an_error(tmp_path):
     with pytest.raises(BackendError, match="freshly built"):
-        obtain_engine("k", tmp_path, lambda: b"bad", FakeTensorRT.deserialize)
+        obtain_engine("k", tmp_path, lambda path: path.write_bytes(b"bad"),
+                      FakeTensorRT.deserialize)
+
+
+def test_engine_build_runs_in_a_child_that_a_stop_kills(tmp_path):
+    """The engine build runs in a child process (tensorrt_backend -> child.run_engine_build):
+    without TensorRT the child fails with its reason and writes nothing; a cancel kills it."""
+    import threading
+
+    from diffpose_ros.backends.child import BuildError, live_children, run_engine_build
+    from diffpose_ros.backends.tensorrt_backend import shape_profile
+
+    onnx = tmp_path / "s.onnx"
+    onnx.write_bytes(b"graph")
+    target = tmp_path / "engines" / "k.engine"
+    if _tensorrt_skip_reason() is not None:
+        with pytest.raises(BuildError, match="tensorrt"):
+            run_engine_build(onnx_path=onnx, profile=shape_profile(1, False, 4), fp16=True,
+                             workspace_mb=64, path=target)
+    cancel = threading.Event()
+    cancel.set()
+    from diffpose_ros.backends.base import Cancelled
+
+    with pytest.raises(Cancelled):
+        run_engine_build(onnx_path=onnx, profile=shape_profile(1, False, 4), fp16=True,
+                         workspace_mb=64, path=target, cancel=cancel)
+    assert live_children() == [] and list(target.parent.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,8 +194,8 @@ def test_tensorrt_matches_onnxruntime(tmp_path, fp16, atol):
     trt_backend = TensorRTBackend(path, max_people=4, fp16=fp16, cache_dir=tmp_path / "cache")
     assert trt_backend.engine_source == "built"
     ort_backend = OnnxRuntimeBackend(path, max_people=4)
-    for batch in (1, 3, 6):  # 6 > max_people: two chunks
-        args = inputs(sampler, batch, seed=batch)
+    for batch, n_hyp in ((1, 1), (3, 5), (6, 20)):  # 6 > max_people: two chunks; N dynamic
+        args = inputs(sampler, batch, seed=batch, n_hyp=n_hyp)
         for a, b in zip(trt_backend.run(*args), ort_backend.run(*args)):
             assert np.max(np.abs(a - b)) < atol
     again = TensorRTBackend(path, max_people=4, fp16=fp16, cache_dir=tmp_path / "cache")

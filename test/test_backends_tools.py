@@ -1,6 +1,7 @@
 """Command-line tools of the backends area: diffpose-export-sampler, diffpose-bench-sampler."""
 import hashlib
 import json
+from pathlib import Path
 
 from diffpose_ros.backends.export import read_metadata, weights_sha256
 from diffpose_ros.lifter.model_io import init_bundle
@@ -8,14 +9,17 @@ from diffpose_ros.tools import bench_sampler, export_sampler
 
 
 def test_export_tool_is_idempotent_and_reproducible(tmp_path, capsys):
-    folder = tmp_path / "bundle"
+    folder, cache = tmp_path / "bundle", tmp_path / "cache"
     init_bundle(folder)
-    argv = ["--weights-dir", str(folder), "--steps", "2", "--n-hyp", "3", "--max-people", "3"]
+    argv = ["--weights-dir", str(folder), "--steps", "2", "--max-people", "3",
+            "--cache-dir", str(cache)]
     assert export_sampler.main(argv) == 0
     first = json.loads(capsys.readouterr().out)
-    path = folder / "sampler_s2_n3.onnx"
-    assert first["onnx"] == str(path) and first["ops_not_in_tensorrt_8_5_set"] == []
+    path = Path(first["onnx"])
+    assert path.parent == cache / "samplers" and path.name.startswith("sampler_s2_")
+    assert first["ops_not_in_tensorrt_8_5_set"] == []
     assert first["metadata"]["weights_sha256"] == weights_sha256(folder)
+    assert first["metadata"]["hypotheses"] == "dynamic"
     stamp = path.stat().st_mtime_ns
     assert export_sampler.main(argv) == 0  # up to date: kept
     assert path.stat().st_mtime_ns == stamp
@@ -24,6 +28,7 @@ def test_export_tool_is_idempotent_and_reproducible(tmp_path, capsys):
     forced = json.loads(capsys.readouterr().out)
     assert forced["sha256"] == first["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert read_metadata(path)["steps"] == "2"
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == [path.name]
 
 
 def test_bench_tool_writes_a_table(tmp_path, capsys):

@@ -60,16 +60,20 @@ def available_backends() -> Dict[str, Tuple[bool, str]]:
     return {name: backend_available(name) for name in BACKEND_NAMES if name != "auto"}
 
 
-def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, n_hyp: int = 5,
-                 max_people: int = 10, threads: int = 2, fp16: bool = True, cache_dir=None,
-                 logger=None, *, build: Optional[Callable] = None,
-                 onnx_path=None) -> SamplerBackend:
-    """Construct the backend ``name`` for the sampler in ``weights_dir`` (K=steps, N=n_hyp;
-    default bundle: diffpose_ros/weights/frame, like the Lifter's).
+def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, max_people: int = 10,
+                 threads: int = 2, fp16: bool = True, cache_dir=None, logger=None, *,
+                 build: Optional[Callable] = None, onnx_path=None, cancel=None,
+                 niceness: int = 0) -> SamplerBackend:
+    """Construct the backend ``name`` for the sampler in ``weights_dir`` with K=steps (any N:
+    the number of hypotheses is a dynamic axis; default bundle: diffpose_ros/weights/frame,
+    like the Lifter's).
 
-    ``build(weights_dir, steps=, n_hyp=)`` makes the PyTorch sampler (default
+    ``build(weights_dir, steps=)`` makes the PyTorch sampler (default
     ``diffpose_ros.lifter.sampler.build_sampler``); ONNX-based backends use
-    ``export.load_or_export`` unless ``onnx_path`` names an export to use as is.
+    ``export.load_or_export`` (graph cached in ``cache_dir``, default the user cache) unless
+    ``onnx_path`` names an export to use as is. Exports and TensorRT engine builds run in a
+    child process at ``niceness``; setting the threading.Event ``cancel`` stops them
+    (``Cancelled``).
     """
     log = default_logger(logger)
     if name not in BACKEND_NAMES:
@@ -91,7 +95,7 @@ def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, n_hyp: in
 
     def sampler():
         if "sampler" not in cached:
-            cached["sampler"] = build(weights_dir, steps=steps, n_hyp=n_hyp)
+            cached["sampler"] = build(weights_dir, steps=steps)
         return cached["sampler"]
 
     def onnx_file():
@@ -100,8 +104,9 @@ def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, n_hyp: in
         if "onnx" not in cached:
             from .export import load_or_export
 
-            cached["onnx"] = load_or_export(weights_dir, steps, n_hyp, max_people=max_people,
-                                            build=build, logger=log)
+            cached["onnx"] = load_or_export(weights_dir, steps, max_people=max_people,
+                                            build=build, cache_dir=cache_dir, cancel=cancel,
+                                            niceness=niceness, logger=log)
         return cached["onnx"]
 
     def construct(which: str) -> SamplerBackend:
@@ -112,7 +117,7 @@ def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, n_hyp: in
             from .tensorrt_backend import TensorRTBackend
 
             return TensorRTBackend(onnx_file(), max_people=max_people, fp16=fp16,
-                                   cache_dir=cache_dir, logger=log)
+                                   cache_dir=cache_dir, cancel=cancel, logger=log)
         if which.startswith("onnxruntime"):
             from .onnx_backend import OnnxRuntimeBackend
 

@@ -1,18 +1,32 @@
-"""Export the DiffPose sampler once to a single ONNX file that ONNX Runtime and TensorRT both run.
+"""Export the DiffPose sampler once per step count to a single ONNX file that ONNX Runtime and
+TensorRT both run, cached in the user's cache directory.
 
 Why the TorchScript exporter (``dynamo=False``): the sampler's K-step reverse loop has a fixed,
-Python-level step count, so tracing unrolls it into a plain feed-forward graph in ~1-3 s. The
-dynamo exporter takes about a minute and pins every dimension whose example size is 1, so we
-also export with an example batch of 2 people and mark the batch axis dynamic on every input
-and output.
+Python-level step count, so tracing unrolls it into a plain feed-forward graph in a few seconds.
+The dynamo exporter takes about a minute and pins every dimension whose example size is 1, so
+we export with an example batch of 2 people and 3 hypotheses (no example size is 1 and no two
+are equal, so the tracer cannot confuse them) and mark both axes dynamic: the batch
+("people") on every input and output, the hypotheses ("hypotheses") on init_noise, kernel_u
+and hyps. One graph per (weights, steps) therefore serves every N; the N-dependent parts of the
+covariance are computed from the tensor shape inside the graph, and the calibration scale (keyed
+by steps and N) is applied outside it by the Lifter. The verification runs the fresh graph at
+several (people, N) pairs against PyTorch.
 
 Why opset 17: TensorRT 8.5 (JetPack 5) parses ONNX up to opset 17. Its parser does not know
 ``LayerNormalization`` (added to the TensorRT parser in 8.6), which the exporter emits for
 ``nn.LayerNorm`` from opset 17 on; so by default LayerNorm is exported as its decomposition
 (ReduceMean/Sub/Pow/Sqrt/Div), which every TensorRT version reads.
 
-The file carries its provenance in ``metadata_props`` (weights and code hashes, steps, N, ...)
-so that ``load_or_export`` can tell a stale export from a current one without running it.
+Where: ``<cache_dir>/samplers/sampler_s<K>_<key>.onnx`` (``paths.cache_dir()``: $DIFFPOSE_CACHE,
+$XDG_CACHE_HOME/diffpose_ros or ~/.cache/diffpose_ros), never the install space or the weights
+folder. The key hashes what the graph depends on: the weights' sha256, the lifter code's sha256,
+the step count, the opset, the export format and the exporter's versions (torch, onnx, this
+package). The file also carries all of it in ``metadata_props``, so a file of the right name
+whose content does not match (a stale or foreign file) is rebuilt too.
+
+``load_or_export`` runs the export in a child process (``child.py``) that a stop kills and
+reaps; the child writes under a temporary name that is renamed only once the child has
+finished and the file checks out, so a killed export leaves no half-written graph.
 """
 from __future__ import annotations
 
@@ -32,10 +46,15 @@ import numpy as np
 
 from .base import NUM_JOINTS, default_logger
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: dynamic hypotheses axis, uncalibrated covariance
 DEFAULT_OPSET = 17
 INPUT_NAMES = ("keypoints", "init_noise", "kernel_u")
 OUTPUT_NAMES = ("mean", "cov", "hyps")
+PEOPLE_AXIS, HYP_AXIS = "people", "hypotheses"
+DYNAMIC_AXES = {"keypoints": {0: PEOPLE_AXIS}, "init_noise": {0: PEOPLE_AXIS, 1: HYP_AXIS},
+                "kernel_u": {0: PEOPLE_AXIS, 1: HYP_AXIS}, "mean": {0: PEOPLE_AXIS},
+                "cov": {0: PEOPLE_AXIS}, "hyps": {0: PEOPLE_AXIS, 1: HYP_AXIS}}
+EXAMPLE_PEOPLE, EXAMPLE_HYPOTHESES = 2, 3  # traced sizes: neither is 1, and they differ
 # files in a weights folder that are build artifacts, not weights
 _NOT_WEIGHTS = (".onnx", ".engine", ".tmp", ".lock", ".pyc")
 
@@ -147,19 +166,25 @@ def _package_version() -> str:
 # --------------------------------------------------------------------------------------------
 # export
 # --------------------------------------------------------------------------------------------
-def example_inputs(sampler, batch: int, seed: int = 0):
+def example_inputs(sampler, batch: int, seed: int = 0, n_hyp: Optional[int] = None):
     """Plausible inputs for tracing/checking: normalised coords ~ +-0.5, confidences in
-    [0.3, 1], standard-normal noise, uniform kernel draws."""
+    [0.3, 1], standard-normal noise, uniform kernel draws; N = n_hyp or the sampler's own."""
     rng = np.random.default_rng(seed)
     window = int(getattr(sampler, "window", 1))
     lead = (batch, window) if getattr(sampler, "temporal", False) else (batch,)
     kp = np.empty(lead + (NUM_JOINTS, 3), np.float32)
     kp[..., :2] = rng.uniform(-0.5, 0.5, size=lead + (NUM_JOINTS, 2))
     kp[..., 2] = rng.uniform(0.3, 1.0, size=lead + (NUM_JOINTS,))
-    n = int(sampler.n_hyp)
+    n = int(sampler.n_hyp if n_hyp is None else n_hyp)
     noise = rng.standard_normal((batch, n, NUM_JOINTS, 3)).astype(np.float32)
     u = rng.uniform(0.0, 1.0, size=(batch, n)).astype(np.float32)
     return kp, noise, u
+
+
+def verification_sizes(max_people: int):
+    """(people, N) pairs every fresh export is checked at: the smallest, the largest batch, and
+    N values on both sides of the traced one (1 hypothesis, the default 5, a large 17)."""
+    return sorted({(1, 1), (max(1, int(max_people)), 5), (2, 17)})
 
 
 def _module_device(module):
@@ -188,7 +213,9 @@ def _decomposed_layer_norm(opset: int, enabled: bool):
         torch.onnx.unregister_custom_op_symbolic("aten::layer_norm", opset)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -200,28 +227,34 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET, *,
-                weights_dir=None, decompose_layer_norm: bool = True, verify: bool = True,
-                atol: float = 1e-4, code_hash: Optional[str] = None, logger=None) -> Path:
-    """Export ``sampler`` (a DiffPoseSampler) to one self-contained ONNX file at ``path``.
+def graph_versions() -> Dict[str, str]:
+    """The versions an exported graph depends on besides weights, code and settings."""
+    import onnx
+    import torch
 
-    Inputs/outputs are named keypoints, init_noise, kernel_u -> mean, cov, hyps, with a
-    dynamic batch axis. With ``verify`` the file is checked by ``onnx.checker`` and run by ONNX
-    Runtime at batch 1 and ``max_people``, and must match PyTorch within ``atol`` metres.
-    The write is atomic (temp file + rename). ``code_hash`` overrides the hash of the sampler's
-    source folder stored in the metadata. Returns the path.
+    return {"format_version": FORMAT_VERSION,
+            "exporter": f"torch.onnx.export(dynamo=False) torch {torch.__version__}",
+            "onnx_version": onnx.__version__, "package_version": _package_version()}
+
+
+def export_onnx_bytes(sampler, max_people: int = 10, opset: int = DEFAULT_OPSET, *,
+                      weights_dir=None, decompose_layer_norm: bool = True, verify: bool = True,
+                      atol: float = 1e-4, code_hash: Optional[str] = None) -> bytes:
+    """Export ``sampler`` (a DiffPoseSampler) to the bytes of one self-contained ONNX model.
+
+    Inputs/outputs are named keypoints, init_noise, kernel_u -> mean, cov, hyps, with dynamic
+    people and hypotheses axes. With ``verify`` the model is checked by ``onnx.checker`` and run
+    by ONNX Runtime at ``verification_sizes(max_people)``, and must match PyTorch within
+    ``atol`` metres. ``code_hash`` overrides the hash of the sampler's source folder stored in
+    the metadata.
     """
     import onnx
     import torch
 
-    log = default_logger(logger)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sampler = sampler.eval()
-    t0 = time.perf_counter()
     device = _module_device(sampler)
-    args = tuple(torch.from_numpy(a).to(device) for a in example_inputs(sampler, batch=2))
-    batch_axis = {name: {0: "people"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    args = tuple(torch.from_numpy(a).to(device) for a in
+                 example_inputs(sampler, batch=EXAMPLE_PEOPLE, n_hyp=EXAMPLE_HYPOTHESES))
     buf = io.BytesIO()
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
@@ -233,7 +266,7 @@ def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET,
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(sampler, args, buf, dynamo=False, opset_version=opset,
                               input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                              dynamic_axes=batch_axis, do_constant_folding=True)
+                              dynamic_axes=DYNAMIC_AXES, do_constant_folding=True)
     except ExportError:
         raise
     except Exception as exc:
@@ -241,19 +274,17 @@ def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET,
                           f"{type(exc).__name__}: {exc}") from exc
     model = onnx.load_from_string(buf.getvalue())
 
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "exporter": f"torch.onnx.export(dynamo=False) torch {torch.__version__}",
-        "package_version": _package_version(),
+    meta = dict(graph_versions())
+    meta.update({
         "opset": str(opset),
         "steps": str(int(sampler.steps)),
-        "n_hyp": str(int(sampler.n_hyp)),
+        "hypotheses": "dynamic",
         "window": str(int(getattr(sampler, "window", 1))),
         "temporal": str(bool(getattr(sampler, "temporal", False))).lower(),
         "decompose_layer_norm": str(bool(decompose_layer_norm)).lower(),
         "max_people_checked": str(int(max_people)),
         "code_sha256": code_hash or code_sha256(type(sampler)),
-    }  # no timestamp: equal weights + code + settings give equal bytes (and TensorRT cache keys)
+    })  # no timestamp: equal weights + code + settings give equal bytes (and TensorRT cache keys)
     if weights_dir is not None:
         meta["weights_sha256"] = weights_sha256(weights_dir)
     del model.metadata_props[:]
@@ -266,16 +297,32 @@ def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET,
     data = model.SerializeToString()
     if verify:
         _verify_against_torch(sampler, data, max_people, atol)
-    _atomic_write_bytes(path, data)
-    log.info("exported sampler (steps=%s, N=%s, %s) to %s at opset %d in %.1f s",
-             meta["steps"], meta["n_hyp"], "temporal" if meta["temporal"] == "true" else "frame",
-             path, opset, time.perf_counter() - t0)
+    return data
+
+
+def export_onnx(sampler, path, max_people: int = 10, opset: int = DEFAULT_OPSET, *,
+                weights_dir=None, decompose_layer_norm: bool = True, verify: bool = True,
+                atol: float = 1e-4, code_hash: Optional[str] = None, logger=None) -> Path:
+    """``export_onnx_bytes`` in this process, written atomically (temp file + rename) to
+    ``path``. Returns the path. (``load_or_export`` exports in a child process instead.)"""
+    log = default_logger(logger)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = export_onnx_bytes(sampler, max_people, opset, weights_dir=weights_dir,
+                             decompose_layer_norm=decompose_layer_norm, verify=verify, atol=atol,
+                             code_hash=code_hash)
+    atomic_write_bytes(path, data)
+    log.info("exported sampler (steps=%d, %s) to %s at opset %d in %.1f s", int(sampler.steps),
+             "temporal" if getattr(sampler, "temporal", False) else "frame", path, opset,
+             time.perf_counter() - t0)
     return path
 
 
 def _verify_against_torch(sampler, onnx_bytes: bytes, max_people: int, atol: float) -> None:
-    """Run the fresh graph with ONNX Runtime at batch 1 and max_people and compare to PyTorch:
-    catches batch dims frozen by tracing and data-dependent branches the trace baked in."""
+    """Run the fresh graph with ONNX Runtime at several (people, N) and compare to PyTorch:
+    catches people/hypotheses dims frozen by tracing and data-dependent branches the trace
+    baked in."""
     import onnxruntime as ort
     import torch
 
@@ -284,53 +331,63 @@ def _verify_against_torch(sampler, onnx_bytes: bytes, max_people: int, atol: flo
     opts.intra_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
-    for batch in sorted({1, max(1, int(max_people))}):
-        inputs = example_inputs(sampler, batch=batch, seed=100 + batch)
+    for batch, n_hyp in verification_sizes(max_people):
+        inputs = example_inputs(sampler, batch=batch, seed=100 + batch + 7 * n_hyp, n_hyp=n_hyp)
+        where = f"at {batch} people, N={n_hyp}"
         try:
             got = session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
         except Exception as exc:
-            raise ExportError(f"exported graph fails in ONNX Runtime at batch {batch}: {exc}") \
-                from exc
+            raise ExportError(f"exported graph fails in ONNX Runtime {where}: {exc}") from exc
         with torch.inference_mode():
             want = sampler(*(torch.from_numpy(a).to(device) for a in inputs))
         for name, g, w in zip(OUTPUT_NAMES, got, want):
             w = w.detach().cpu().numpy()
             if g.shape != w.shape:
-                raise ExportError(f"exported {name} has shape {g.shape} at batch {batch}, "
+                raise ExportError(f"exported {name} has shape {g.shape} {where}, "
                                   f"PyTorch gives {w.shape}")
             err = float(np.max(np.abs(g - w))) if g.size else 0.0
             if not err <= atol:
                 raise ExportError(f"exported {name} differs from PyTorch by {err:.3g} "
-                                  f"(> {atol}) at batch {batch}")
+                                  f"(> {atol}) {where}")
 
 
 # --------------------------------------------------------------------------------------------
-# reuse an existing export when it is current
+# the cache: one graph per (weights, code, steps, opset, versions)
 # --------------------------------------------------------------------------------------------
-def onnx_filename(steps: int, n_hyp: int) -> str:
-    return f"sampler_s{int(steps)}_n{int(n_hyp)}.onnx"
+def expected_metadata(weights_dir, steps: int, opset: int = DEFAULT_OPSET,
+                      build: Optional[Callable] = None) -> Dict[str, str]:
+    """The metadata a current export for (weights_dir, steps, opset) must carry."""
+    if build is None:
+        from diffpose_ros.lifter.sampler import build_sampler as build
+    meta = dict(graph_versions())
+    meta.update({"opset": str(int(opset)), "steps": str(int(steps)), "hypotheses": "dynamic",
+                 "decompose_layer_norm": "true", "weights_sha256": weights_sha256(weights_dir),
+                 "code_sha256": code_sha256(build)})
+    return meta
 
 
-def _writable_dir(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=str(folder), prefix=".write-test-"):
-            pass
-        return True
-    except OSError:
-        return False
+def graph_key(expected: Dict[str, str]) -> str:
+    """Short hex key of everything a graph depends on (the metadata a current one carries)."""
+    text = json.dumps(expected, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def default_onnx_path(weights_dir, steps: int, n_hyp: int) -> Path:
-    """``<weights_dir>/sampler_s{steps}_n{n}.onnx``, or the user cache when the weights folder
-    is read-only (e.g. an installed package)."""
-    weights_dir = Path(weights_dir)
-    if _writable_dir(weights_dir):
-        return weights_dir / onnx_filename(steps, n_hyp)
+def graph_filename(steps: int, key: str) -> str:
+    return f"sampler_s{int(steps)}_{key}.onnx"
+
+
+def sampler_cache_dir(cache_dir=None) -> Path:
     from diffpose_ros import paths
 
-    tag = hashlib.sha256(str(weights_dir.resolve()).encode()).hexdigest()[:12]
-    return paths.cache_dir() / "onnx" / tag / onnx_filename(steps, n_hyp)
+    folder = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
+    return folder / "samplers"
+
+
+def default_onnx_path(weights_dir, steps: int, opset: int = DEFAULT_OPSET, *,
+                      cache_dir=None, build: Optional[Callable] = None) -> Path:
+    """Where the current graph for (weights_dir, steps, opset) lives in the user cache."""
+    expected = expected_metadata(weights_dir, steps, opset, build)
+    return sampler_cache_dir(cache_dir) / graph_filename(steps, graph_key(expected))
 
 
 def stale_reason(onnx_path, expected: Dict[str, str]) -> Optional[str]:
@@ -350,16 +407,31 @@ def stale_reason(onnx_path, expected: Dict[str, str]) -> Optional[str]:
     return None
 
 
-def load_or_export(weights_dir=None, steps: int = 5, n_hyp: int = 5, *, max_people: int = 10,
-                   opset: int = DEFAULT_OPSET, path=None,
-                   build: Optional[Callable] = None, logger=None) -> Path:
-    """Return the path of a current ONNX export for (weights_dir, steps, n_hyp).
+def _importable_name(func) -> Optional[str]:
+    """'module:qualname' when a child process can import ``func`` by name, else None."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def load_or_export(weights_dir=None, steps: int = 5, *, max_people: int = 10,
+                   opset: int = DEFAULT_OPSET, path=None, build: Optional[Callable] = None,
+                   cache_dir=None, force: bool = False, cancel=None, niceness: int = 0,
+                   logger=None) -> Path:
+    """Return the path of a current ONNX export for (weights_dir, steps): one graph serves
+    every number of hypotheses.
 
     An existing file is reused only when its metadata matches the current weights hash, code
-    hash, steps, N, opset and format version; otherwise the sampler is built with
-    ``build(weights_dir, steps=, n_hyp=)`` (default: ``diffpose_ros.lifter.sampler.build_sampler``)
-    and exported again. The reason for a re-export is logged.
+    hash, steps, opset and versions; otherwise (or with ``force``) the sampler is built with
+    ``build(weights_dir, steps=)`` (default: ``diffpose_ros.lifter.sampler.build_sampler``)
+    and exported again, in a child process (``child.run_export``) that setting the
+    threading.Event ``cancel`` kills (raising ``Cancelled``), at ``niceness`` (a background
+    build yields the CPU to the frames being served). The reason for an export is logged.
+    ``path`` overrides the cache location.
     """
+    from .child import run_export
+
     log = default_logger(logger)
     if build is None:
         from diffpose_ros.lifter.sampler import build_sampler as build
@@ -368,39 +440,42 @@ def load_or_export(weights_dir=None, steps: int = 5, n_hyp: int = 5, *, max_peop
 
         weights_dir = paths.WEIGHTS_DIR / "frame"  # the Lifter's default bundle
     weights_dir = Path(weights_dir)
-    path = Path(path) if path is not None else default_onnx_path(weights_dir, steps, n_hyp)
-    expected = {
-        "format_version": FORMAT_VERSION,
-        "opset": str(int(opset)),
-        "steps": str(int(steps)),
-        "n_hyp": str(int(n_hyp)),
-        "decompose_layer_norm": "true",
-        "weights_sha256": weights_sha256(weights_dir),
-        "code_sha256": code_sha256(build),
-    }
-    reason = stale_reason(path, expected)
+    expected = expected_metadata(weights_dir, steps, opset, build)
+    if path is None:
+        path = sampler_cache_dir(cache_dir) / graph_filename(steps, graph_key(expected))
+    path = Path(path)
+    reason = "forced" if force else stale_reason(path, expected)
     if reason is None:
         log.info("reusing ONNX sampler %s (weights and settings unchanged)", path)
         return path
     log.info("exporting ONNX sampler to %s: %s", path, reason)
-    sampler = build(weights_dir, steps=steps, n_hyp=n_hyp)
-    if int(sampler.steps) != int(steps) or int(sampler.n_hyp) != int(n_hyp):
-        raise ExportError(f"build() returned steps={sampler.steps}, n_hyp={sampler.n_hyp}; "
-                          f"asked for steps={steps}, n_hyp={n_hyp}")
-    export_onnx(sampler, path, max_people=max_people, opset=opset, weights_dir=weights_dir,
-                code_hash=expected["code_sha256"], logger=log)
+    name = _importable_name(build)
+    if name is None:
+        raise ExportError(f"build function {build!r} cannot be imported by the export process; "
+                          "pass a module-level function")
+    t0 = time.perf_counter()
+    run_export(build=name, weights_dir=weights_dir, steps=steps, max_people=max_people,
+               opset=opset, code_hash=expected["code_sha256"], path=path,
+               check=lambda partial: stale_reason(partial, expected), cancel=cancel,
+               niceness=niceness, logger=log)
+    log.info("exported ONNX sampler (steps=%d, N dynamic) to %s in %.1f s", int(steps), path,
+             time.perf_counter() - t0)
     return path
 
 
 def onnx_settings(onnx_path) -> Dict[str, object]:
-    """steps, n_hyp, window, temporal read back from an export's metadata."""
+    """steps, window, temporal read back from an export's metadata (N is dynamic)."""
     meta = read_metadata(onnx_path)
     try:
-        return {"steps": int(meta["steps"]), "n_hyp": int(meta["n_hyp"]),
-                "window": int(meta["window"]), "temporal": meta["temporal"] == "true"}
+        settings = {"steps": int(meta["steps"]), "window": int(meta["window"]),
+                    "temporal": meta["temporal"] == "true"}
     except KeyError as exc:
         raise ValueError(f"{onnx_path}: not a diffpose_ros sampler export "
                          f"(metadata key {exc} missing)") from None
+    if meta.get("hypotheses") != "dynamic":
+        raise ValueError(f"{onnx_path}: an export with a fixed number of hypotheses (format "
+                         f"{meta.get('format_version')}); export it again")
+    return settings
 
 
 def describe(onnx_path) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import BackendError, SamplerBackend
+from .base import MAX_HYPOTHESES, BackendError, SamplerBackend
 from .export import INPUT_NAMES, OUTPUT_NAMES, onnx_settings
 
 CUDA_EP = "CUDAExecutionProvider"
@@ -37,14 +37,14 @@ class OnnxRuntimeBackend(SamplerBackend):
     name = "onnxruntime"
 
     def __init__(self, onnx_path, device: str = "cpu", max_people: int = 10, threads: int = 2,
-                 logger=None):
+                 max_hyp: int = MAX_HYPOTHESES, logger=None):
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendError(f"onnxruntime: not installed ({exc})") from exc
         onnx_path = Path(onnx_path)
         settings = onnx_settings(onnx_path)
-        super().__init__(max_people=max_people, logger=logger, **settings)
+        super().__init__(max_people=max_people, max_hyp=max_hyp, logger=logger, **settings)
         if device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device: must be 'cpu', 'cuda' or 'auto', got {device!r}")
 
@@ -79,6 +79,7 @@ class OnnxRuntimeBackend(SamplerBackend):
             self.log.warning("onnxruntime: %s; running on CPU", why)
         self.device = "cuda" if active and active[0] == CUDA_EP else "cpu"
         self.onnx_path = onnx_path
+        self.source = onnx_path.name
         names = [i.name for i in self.session.get_inputs()]
         if tuple(names) != INPUT_NAMES:
             raise BackendError(f"onnxruntime: {onnx_path} has inputs {names}, "

@@ -1,12 +1,15 @@
 """Run the exported sampler graph as a TensorRT engine (Jetson / NVIDIA GPUs).
 
 The engine is built from the same ONNX file ONNX Runtime runs, with one optimisation profile
-covering 1..max_people people on every input, and cached on disk at
+covering 1..max_people people on every input and 1..max_hyp hypotheses (N is a dynamic
+dimension, so changing N needs no new engine), and cached on disk at
 ``<cache_dir>/engines/<key>.engine``. The key is the sha256 of everything an engine depends on:
 the ONNX bytes, the TensorRT version, the GPU name and compute capability, the precision and
 the shape profile. A cached engine that fails to deserialise (truncated write, TensorRT upgrade
 under the same version string) is rebuilt. If the cache folder is not writable the engine is
-built anyway and kept in memory only (rebuilt at every start: minutes on a Jetson).
+built anyway and kept in memory only (rebuilt at every start: minutes on a Jetson). The build
+runs in a child process (``child.run_engine_build``) that a stop kills at once; it writes under
+a temporary name renamed into the cache only when complete.
 
 Device buffers are torch CUDA tensors: torch is a dependency of the package anyway, and this
 avoids pycuda/cuda-python. So this backend needs a CUDA build of torch next to TensorRT.
@@ -14,20 +17,19 @@ Execution uses the name-based API (set_input_shape / set_tensor_address / execut
 available from TensorRT 8.5 (JetPack 5) and the only one left in TensorRT 10.
 
 Written against the TensorRT 8.5/8.6/10 Python API documentation; it was NOT run on a GPU
-while being written (no GPU was available). The cache logic is tested without TensorRT.
+while being written (no GPU was available). The cache logic, the shape profile and the
+child-process build are tested without TensorRT.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
-from .base import BackendError, SamplerBackend, default_logger
+from .base import MAX_HYPOTHESES, BackendError, SamplerBackend, default_logger
 from .export import INPUT_NAMES, OUTPUT_NAMES, onnx_settings
 
 Shape = Tuple[int, ...]
@@ -46,15 +48,21 @@ def import_tensorrt():
 # --------------------------------------------------------------------------------------------
 # pure helpers: shape profile, cache key, cache folder, cached file -> engine decision
 # --------------------------------------------------------------------------------------------
-def shape_profile(n_hyp: int, window: int, temporal: bool, max_people: int) -> Profile:
-    """min 1 person, optimised for 2 (typical scene), max ``max_people``, on every input."""
+def shape_profile(window: int, temporal: bool, max_people: int,
+                  max_hyp: int = MAX_HYPOTHESES, opt_hyp: int = 5) -> Profile:
+    """People: min 1, optimised for 2 (typical scene), max ``max_people``, on every input.
+    Hypotheses (init_noise and kernel_u axis 1): min 1, optimised for ``opt_hyp`` (the
+    default N), max ``max_hyp``."""
     if max_people < 1:
         raise ValueError(f"max_people: must be >= 1, got {max_people}")
+    if max_hyp < 1:
+        raise ValueError(f"max_hyp: must be >= 1, got {max_hyp}")
     kp = (window, 17, 3) if temporal else (17, 3)
-    tails = {"keypoints": kp, "init_noise": (n_hyp, 17, 3), "kernel_u": (n_hyp,)}
-    opt = min(2, max_people)
-    return {name: ((1,) + tail, (opt,) + tail, (max_people,) + tail)
-            for name, tail in tails.items()}
+    opt, opt_n = min(2, max_people), min(max(1, opt_hyp), max_hyp)
+    profile = {"keypoints": ((1,) + kp, (opt,) + kp, (max_people,) + kp)}
+    for name, tail in (("init_noise", (17, 3)), ("kernel_u", ())):
+        profile[name] = ((1, 1) + tail, (opt, opt_n) + tail, (max_people, max_hyp) + tail)
+    return profile
 
 
 def engine_cache_key(onnx_bytes: bytes, trt_version: str, gpu_name: str,
@@ -119,31 +127,24 @@ def load_cached_engine(path: Path, deserialize: Callable[[bytes], object], logge
     return engine
 
 
-def save_engine(path: Path, data: bytes, logger=None) -> bool:
-    """Atomic write (temp + rename) so a crash never leaves a truncated engine; warn on error."""
-    log = default_logger(logger)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-        log.info("tensorrt: cached engine at %s (%.1f MB)", path, len(data) / 1e6)
-        return True
-    except OSError as exc:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        log.warning("tensorrt: could not write engine cache %s (%s); keeping it in memory",
-                    path, exc)
-        return False
+def _build_into(path: Path, build: Callable[[Path], object], log) -> bytes:
+    """``build(path)`` writes the engine to ``path`` (complete or not at all); its bytes."""
+    t0 = time.perf_counter()
+    build(path)
+    data = path.read_bytes()
+    log.warning("built TensorRT engine in %.0f s (%.1f MB)", time.perf_counter() - t0,
+                len(data) / 1e6)
+    return data
 
 
-def obtain_engine(key: str, folder: Optional[Path], build: Callable[[], bytes],
+def obtain_engine(key: str, folder: Optional[Path], build: Callable[[Path], object],
                   deserialize: Callable[[bytes], object], logger=None):
     """Cached engine for ``key`` if usable, else build (+ cache when ``folder``) and load it.
 
-    Returns (engine, "cache" | "built"). ``build`` returns serialised engine bytes.
+    Returns (engine, "cache" | "built"). ``build(path)`` writes the serialised engine to
+    ``path`` atomically (``child.run_engine_build`` does: temporary name, renamed when
+    complete); without a cache folder, or when writing there fails, it goes to a temporary
+    folder and the engine is kept in memory only.
     """
     log = default_logger(logger)
     path = folder / f"{key}.engine" if folder is not None else None
@@ -152,11 +153,17 @@ def obtain_engine(key: str, folder: Optional[Path], build: Callable[[], bytes],
         if engine is not None:
             return engine, "cache"
     log.warning("building TensorRT engine, this can take minutes on a Jetson ...")
-    t0 = time.perf_counter()
-    data = build()
-    log.warning("built TensorRT engine in %.0f s", time.perf_counter() - t0)
+    data = None
     if path is not None:
-        save_engine(path, data, log)
+        try:
+            data = _build_into(path, build, log)
+            log.info("tensorrt: cached engine at %s", path)
+        except OSError as exc:
+            log.warning("tensorrt: could not write engine cache %s (%s); keeping it in memory",
+                        path, exc)
+    if data is None:
+        with tempfile.TemporaryDirectory(prefix="diffpose-engine-") as tmp:
+            data = _build_into(Path(tmp) / f"{key}.engine", build, log)
     engine = deserialize(data)
     if engine is None:
         raise BackendError("tensorrt: the freshly built engine failed to deserialize")
@@ -229,7 +236,10 @@ class TensorRTBackend(SamplerBackend):
     device = "cuda"
 
     def __init__(self, onnx_path, max_people: int = 10, fp16: bool = True, cache_dir=None,
-                 workspace_mb: int = 512, logger=None):
+                 workspace_mb: int = 512, max_hyp: int = MAX_HYPOTHESES, cancel=None,
+                 logger=None):
+        """``cancel`` (threading.Event): setting it kills an engine build in progress
+        (Cancelled is raised; nothing is cached)."""
         trt = import_tensorrt()
         try:
             import torch
@@ -241,7 +251,7 @@ class TensorRTBackend(SamplerBackend):
                                "needed for the device buffers)")
         onnx_path = Path(onnx_path)
         settings = onnx_settings(onnx_path)
-        super().__init__(max_people=max_people, logger=logger, **settings)
+        super().__init__(max_people=max_people, max_hyp=max_hyp, logger=logger, **settings)
         self.trt = trt
         self._trt_logger = _make_trt_logger(trt, self.log)
 
@@ -252,7 +262,7 @@ class TensorRTBackend(SamplerBackend):
         self.precision = "fp16" if fp16 and fast_fp16 else "fp32"
         if fp16 and not fast_fp16:
             self.log.info("tensorrt: %s has no fast FP16; building an FP32 engine", gpu)
-        profile = shape_profile(self.n_hyp, self.window, self.temporal, self.max_people)
+        profile = shape_profile(self.window, self.temporal, self.max_people, self.max_hyp)
         onnx_bytes = onnx_path.read_bytes()
         self.cache_key = engine_cache_key(onnx_bytes, trt.__version__, gpu, sm,
                                           self.precision, profile)
@@ -261,16 +271,20 @@ class TensorRTBackend(SamplerBackend):
         def deserialize(data: bytes):
             return self._runtime.deserialize_cuda_engine(data)
 
-        def build() -> bytes:
+        def build(path: Path):
+            from .child import run_engine_build
+
             self.log.warning("tensorrt: engine for %s on %s (sm_%d%d, TensorRT %s, %s, "
-                             "1..%d people)", onnx_path.name, gpu, sm[0], sm[1],
-                             trt.__version__, self.precision, self.max_people)
-            return build_serialized_engine(trt, self._trt_logger, onnx_bytes, profile,
-                                           self.precision == "fp16", workspace_mb << 20)
+                             "1..%d people, N 1..%d)", onnx_path.name, gpu, sm[0], sm[1],
+                             trt.__version__, self.precision, self.max_people, self.max_hyp)
+            run_engine_build(onnx_path=onnx_path, profile=profile,
+                             fp16=self.precision == "fp16", workspace_mb=workspace_mb,
+                             path=path, cancel=cancel, logger=self.log)
 
         folder = engine_cache_dir(cache_dir, self.log)
         self.engine, self.engine_source = obtain_engine(self.cache_key, folder, build,
                                                         deserialize, self.log)
+        self.source = f"engine {self.cache_key[:12]} ({self.engine_source}) of {onnx_path.name}"
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError("tensorrt: could not create an execution context "
@@ -290,16 +304,18 @@ class TensorRTBackend(SamplerBackend):
             if self.engine.get_tensor_dtype(n) != trt.DataType.FLOAT:
                 raise BackendError(f"tensorrt: tensor {n} has dtype "
                                    f"{self.engine.get_tensor_dtype(n)}, expected FLOAT")
-        # one buffer per tensor sized for max_people; a batch of b uses its first b rows,
-        # which are contiguous, so the addresses never change.
-        out_tails = {"mean": (17, 3), "cov": (17, 3, 3), "hyps": (self.n_hyp, 17, 3)}
+        # one flat buffer per tensor, sized for max_people and max_hyp; a call with b people
+        # and N hypotheses views its first b*N*... elements in that shape (contiguous, so the
+        # addresses never change, only the input shapes do).
+        largest = {name: profile[name][2] for name in INPUT_NAMES}
+        largest.update({"mean": (self.max_people, 17, 3), "cov": (self.max_people, 17, 3, 3),
+                        "hyps": (self.max_people, self.max_hyp, 17, 3)})
         self._buffers = {}
-        for name in INPUT_NAMES:
-            self._buffers[name] = torch.empty(profile[name][2], dtype=torch.float32,
-                                              device="cuda")
-        for name in OUTPUT_NAMES:
-            self._buffers[name] = torch.empty((self.max_people,) + out_tails[name],
-                                              dtype=torch.float32, device="cuda")
+        for name, shape in largest.items():
+            count = 1
+            for d in shape:
+                count *= int(d)
+            self._buffers[name] = torch.empty(count, dtype=torch.float32, device="cuda")
         for name, buf in self._buffers.items():
             if not self.context.set_tensor_address(name, buf.data_ptr()):
                 raise BackendError(f"tensorrt: set_tensor_address failed for {name}")
@@ -307,22 +323,28 @@ class TensorRTBackend(SamplerBackend):
     def _run_chunk(self, keypoints, init_noise, kernel_u):
         import torch
 
-        batch = keypoints.shape[0]
+        batch, n_hyp = init_noise.shape[:2]
+        wanted = {"mean": (batch, 17, 3), "cov": (batch, 17, 3, 3),
+                  "hyps": (batch, n_hyp, 17, 3)}
         with torch.cuda.stream(self.stream):
             for name, array in zip(INPUT_NAMES, (keypoints, init_noise, kernel_u)):
-                self._buffers[name][:batch].copy_(torch.from_numpy(array))
+                self._buffers[name][:array.size].view(array.shape).copy_(torch.from_numpy(array))
                 if not self.context.set_input_shape(name, tuple(array.shape)):
                     raise BackendError(f"tensorrt: set_input_shape({name}, {array.shape}) "
                                        "rejected (outside the engine's profile?)")
             for name in OUTPUT_NAMES:
                 shape = tuple(self.context.get_tensor_shape(name))
-                want = (batch,) + tuple(self._buffers[name].shape[1:])
-                if shape != want:
+                if shape != wanted[name]:
                     raise BackendError(f"tensorrt: output {name} has shape {shape}, "
-                                       f"expected {want}")
+                                       f"expected {wanted[name]}")
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise BackendError("tensorrt: execute_async_v3 failed")
-            outs = tuple(self._buffers[name][:batch].cpu() for name in OUTPUT_NAMES)
+            outs = []
+            for name in OUTPUT_NAMES:
+                count = 1
+                for d in wanted[name]:
+                    count *= d
+                outs.append(self._buffers[name][:count].view(wanted[name]).cpu())
         self.stream.synchronize()
         return tuple(o.numpy() for o in outs)
 

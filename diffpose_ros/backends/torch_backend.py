@@ -3,14 +3,14 @@
 On CUDA the sampler is a few hundred tiny kernels per frame (K steps x a small GCN); launching
 them from Python costs more than running them. A CUDA graph records the whole launch sequence
 once and replays it with one call. A graph has fixed shapes, so batches are padded up to a few
-fixed sizes (1, 2, 4, 8, ..., max_people) and one graph is captured per size on first use.
+fixed sizes (1, 2, 4, 8, ..., max_people) and one graph is captured per (size, N) on first use.
 Padding rows are copies of the last real row (always valid input), and are dropped after.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import BackendError, SamplerBackend
+from .base import MAX_HYPOTHESES, BackendError, SamplerBackend
 
 
 def _padded_sizes(max_people: int):
@@ -60,13 +60,13 @@ class TorchBackend(SamplerBackend):
     name = "torch"
 
     def __init__(self, sampler, device: str = "cpu", max_people: int = 10, threads: int = 2,
-                 cuda_graph: bool = True, logger=None):
+                 cuda_graph: bool = True, max_hyp: int = MAX_HYPOTHESES, logger=None):
         import torch
 
-        super().__init__(steps=sampler.steps, n_hyp=sampler.n_hyp,
-                         window=int(getattr(sampler, "window", 1)),
+        super().__init__(steps=sampler.steps, window=int(getattr(sampler, "window", 1)),
                          temporal=bool(getattr(sampler, "temporal", False)),
-                         max_people=max_people, logger=logger)
+                         max_people=max_people, max_hyp=max_hyp, logger=logger)
+        self.source = f"torch module (steps={sampler.steps})"
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device: must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
@@ -97,14 +97,15 @@ class TorchBackend(SamplerBackend):
     def _run_graph(self, keypoints, init_noise, kernel_u):
         import torch
 
-        batch = keypoints.shape[0]
+        batch, n_hyp = init_noise.shape[:2]
         size = next(s for s in self._sizes if s >= batch)
         arrays = [self._pad(a, size) for a in (keypoints, init_noise, kernel_u)]
         with torch.inference_mode():
-            graph = self._graphs.get(size)
+            graph = self._graphs.get((size, n_hyp))
             if graph is None:
                 try:
-                    self.log.info("torch: capturing CUDA graph for batch size %d", size)
+                    self.log.info("torch: capturing CUDA graph for batch size %d, N=%d", size,
+                                  n_hyp)
                     graph = _CapturedGraph(self.sampler, [a.shape for a in arrays], self.device)
                 except Exception as exc:
                     # e.g. a host sync (.item()) inside the sampler: run eagerly from now on
@@ -112,7 +113,7 @@ class TorchBackend(SamplerBackend):
                                      "the sampler eagerly on CUDA", type(exc).__name__, exc)
                     self.use_cuda_graph = False
                     return self._run_chunk(keypoints, init_noise, kernel_u)
-                self._graphs[size] = graph
+                self._graphs[(size, n_hyp)] = graph
             out = graph(arrays)
             return tuple(o[:batch].float().cpu().numpy() for o in out)
 

@@ -50,6 +50,7 @@ class TorchRunner:
 
     def __init__(self, sampler: DiffPoseSampler):
         self.sampler = sampler
+        self.steps = sampler.steps
 
     @torch.no_grad()
     def __call__(self, keypoints, init_noise, kernel_u):
@@ -96,22 +97,43 @@ class Lifter:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         self.aggregation = aggregation
-        self.steps, self.n_hyp = int(steps), int(n_hyp)
-        self.runner = runner if runner is not None else TorchRunner(DiffPoseSampler(bundle, steps, n_hyp))
+        self._bundle = bundle
+        self.runner = None
+        self.steps = self.n_hyp = None
+        self.set_sampling(int(steps), int(n_hyp), runner)
         self.rng = np.random.default_rng(seed)
         self.forget_after = int(forget_after)
         self._buffers = OrderedDict()  # track id -> [window array (T,17,3), last call index]
         self._calls = 0
 
+    def set_sampling(self, steps: int, n_hyp: int, runner=None):
+        """Use K = steps and N = n_hyp from the next lift() on. N needs no new runner (the graph
+        takes any N); a new K needs a runner for it: `runner` (its steps must be K), or the
+        default torch one is rebuilt. The calibration of the new setting is picked here."""
+        steps, n_hyp = int(steps), int(n_hyp)
+        if n_hyp < 1:
+            raise ValueError(f"n_hyp must be >= 1, got {n_hyp}")
+        if runner is None and (self.runner is None or steps != self.steps):
+            if self.runner is not None and not isinstance(self.runner, TorchRunner):
+                raise ValueError(f"steps {self.steps} -> {steps} needs a runner built for {steps} steps")
+            runner = TorchRunner(DiffPoseSampler(self._bundle, steps, n_hyp))
+        if runner is not None:
+            have = getattr(runner, "steps", steps)
+            if have != steps:
+                raise ValueError(f"runner computes {have} steps, asked for {steps}")
+            self.runner = runner
+        self.steps, self.n_hyp = steps, n_hyp
+        entry, key = select_entry(self.calibration, steps, n_hyp)
+        self.covariance_model = CovarianceModel(entry, key)
+
+    @property
+    def calibration_source(self):
+        """Which calibration entry serves the current (steps, N) (diagnostics); None: none."""
+        return self.covariance_model.key
+
     # ------------------------------------------------------------------ helpers
     def reset(self):
         self._buffers.clear()
-
-    @property
-    def covariance_model(self) -> CovarianceModel:
-        """The calibration of the current (steps, N); `.key` says which entry (None: none)."""
-        entry, key = select_entry(self.calibration, self.steps, self.n_hyp)
-        return CovarianceModel(entry, key)
 
     def _windows(self, frames, track_ids):
         """(P,T,17,3) causal windows; updates the per-track ring buffers."""

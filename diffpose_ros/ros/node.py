@@ -9,33 +9,67 @@ Subscribes: image (sensor_msgs/Image, or image/compressed), camera_info: relativ
             (the image_topic / camera_info_topic parameters name them otherwise)
 Publishes:  human_pose_3d (diffpose_ros/HumanPose3DArray), human_pose_3d/markers (MarkerArray),
             human_pose_3d/debug_image (Image, optional), /diagnostics (DiagnosticArray)
+
+Stopping at any moment (SIGINT or SIGTERM: exit 0 within 2 s, no child process left, no half
+file): handlers are installed in the first lines of this module, so a stop while the imports
+run simply exits 0 (nothing has started) instead of a KeyboardInterrupt traceback; from main()
+on a signal only sets STOP. The models load in the worker thread while the main thread spins,
+so a stop is seen within 0.1 s; graph exports run in child processes that a stop kills
+(backends/child.py).
 """
 from __future__ import annotations
 
-import logging
+import os
 import signal
+import sys
 import threading
 import time
-from collections import Counter, deque
 
-import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+STOP = threading.Event()   # set by SIGINT/SIGTERM; main() then shuts the node down
+STOP_SIGNALS: list = []    # the stop signals received, in order
+STARTED = threading.Event()  # main() runs: from now on a stop is an orderly shutdown
+EXECUTABLES = ("pose_node", "diffpose-pose-node")   # the installed wrappers that run main()
 
-from diffpose_ros.camera import Intrinsics
-from diffpose_ros.filter.people_filter import FilterConfig
-from diffpose_ros.msg import HumanPose3DArray
-from diffpose_ros.paths import detector_model_problem
-from diffpose_ros.pipeline import PipelineConfig, PosePipeline
-from diffpose_ros.ros.images import ImageError, decode_compressed, decode_raw, encode_bgr8
-from diffpose_ros.ros.markers import markers_msg
-from diffpose_ros.ros.messages import people_to_msg
-from visualization_msgs.msg import MarkerArray
+
+def _on_stop_signal(signum, frame):
+    if not STARTED.is_set():
+        os._exit(0)   # still importing: nothing has started that needs cleaning up
+    STOP.set()
+    STOP_SIGNALS.append(signum)
+
+
+def install_stop_handlers():
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_stop_signal)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) in EXECUTABLES:
+    install_stop_handlers()   # before the heavy imports below (about a second)
+
+import logging  # noqa: E402
+from collections import Counter, deque  # noqa: E402
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from diffpose_ros.backends import Cancelled  # noqa: E402
+from diffpose_ros.backends.child import kill_children  # noqa: E402
+from diffpose_ros.camera import Intrinsics  # noqa: E402
+from diffpose_ros.filter.people_filter import FilterConfig  # noqa: E402
+from diffpose_ros.msg import HumanPose3DArray  # noqa: E402
+from diffpose_ros.paths import detector_model_problem  # noqa: E402
+from diffpose_ros.pipeline import PipelineConfig, PosePipeline  # noqa: E402
+from diffpose_ros.ros.images import ImageError, decode_compressed, decode_raw, encode_bgr8  # noqa: E402
+from diffpose_ros.ros.markers import markers_msg  # noqa: E402
+from diffpose_ros.ros.messages import people_to_msg  # noqa: E402
 
 WARN_PERIOD_S = 5.0
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
@@ -163,8 +197,9 @@ class PoseNode(Node):
         self.jump_removed_ids: list[int] = []                 # tracks ended by a time jump (markers to delete)
         self.fallback_warned = False
 
-        self.pipeline = self._make_pipeline()
-        self.get_logger().info(f"lifter backend: {self.pipeline.backend_name}")
+        self.pipeline: PosePipeline | None = None   # built by the worker thread (_work)
+        self.start_failed = threading.Event()       # the worker could not build it: main exits 2
+        self._cancel = threading.Event()            # stop(): ends a model load / export at once
 
         qos = QoSProfile(depth=self.p["qos_depth"], history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT if self.p["qos_reliability"] == "best_effort"
@@ -188,7 +223,6 @@ class PoseNode(Node):
         self._slot = None                   # the newest unprocessed image
         self._cond = threading.Condition()
         self._stop = False
-        self._rebuild = False
         self._worker = threading.Thread(target=self._work, name="diffpose_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"listening on {self.image_topic} + {self.camera_info_topic}"
@@ -221,9 +255,12 @@ class PoseNode(Node):
                 if param.name not in PARAMETERS:
                     continue
                 self.p[param.name] = param.value
-                if param.name in ("diffusion_steps", "num_hypotheses"):
-                    self._rebuild = True
-            self.pipeline.config = self._pipeline_config()
+            if self.pipeline is not None:    # else the worker applies self.p once loaded
+                self.pipeline.config = self._pipeline_config()
+                if any(param.name in ("diffusion_steps", "num_hypotheses") for param in params):
+                    # N: from the next frame on; steps: once its graph is built in the
+                    # background (the current one serves until then), see PosePipeline
+                    self.pipeline.set_sampling(self.p["diffusion_steps"], self.p["num_hypotheses"])
         return SetParametersResult(successful=True)
 
     def _pipeline_config(self) -> PipelineConfig:
@@ -244,7 +281,7 @@ class PoseNode(Node):
             detector_model=self.p["detector_model"], backend=self.p["backend"],
             lifter_weights=self.p["lifter_weights"], steps=self.p["diffusion_steps"],
             n_hyp=self.p["num_hypotheses"], threads=self.p["detector_threads"], fp16=self.p["fp16"],
-            seed=self.p["seed"], config=self._pipeline_config(),
+            seed=self.p["seed"], config=self._pipeline_config(), cancel=self._cancel,
             detector_options={"input_size": self.p["detector_input_size"],
                               "letterbox_mode": self.p["detector_letterbox"]})
 
@@ -305,6 +342,22 @@ class PoseNode(Node):
 
     # ---------------------------------------------------------------- worker
     def _work(self):
+        # The models load here, not in __init__: the main thread keeps spinning and sees a stop
+        # at once, and stop() cancels the load (an export in progress is killed).
+        try:
+            pipeline = self._make_pipeline()
+        except Cancelled:
+            return
+        except Exception as err:   # missing weights, unavailable backend, ...: say so, exit 2
+            self.get_logger().fatal(f"cannot start: {type(err).__name__}: {err}")
+            self.start_failed.set()
+            return
+        with self._cond:
+            pipeline.config = self._pipeline_config()   # parameters changed while loading
+            pipeline.set_sampling(self.p["diffusion_steps"], self.p["num_hypotheses"])
+            self.pipeline = pipeline
+        self.get_logger().info(f"models loaded; lifter backend: {pipeline.backend_name}, "
+                               f"{pipeline.sampling_status().get('sampler_graph', '')}")
         while True:
             with self._cond:
                 while self._slot is None and not self._stop:
@@ -313,12 +366,7 @@ class PoseNode(Node):
                     return
                 msg, received = self._slot
                 self._slot = None
-                rebuild, self._rebuild = self._rebuild, False
             try:
-                if rebuild:   # new steps/N: a new lifter and backend; the tracker (and ids) carry on
-                    fresh = self._make_pipeline()
-                    fresh.tracker = self.pipeline.tracker
-                    self.pipeline = fresh
                 self._process(msg, received)
             except Exception as err:  # one bad frame must never kill the node
                 if not self.context.ok():     # shutting down: the publishers are gone
@@ -413,7 +461,9 @@ class PoseNode(Node):
         bad = sum(v for k, v in self.counters.items() if k.startswith(("bad_", "stamp_", "processing_")))
         status.level = DiagnosticStatus.OK if bad == 0 else DiagnosticStatus.WARN
         status.message = f"{self._rate(self.rate_out):.1f} Hz out, {dropped} stale dropped, {bad} bad inputs"
-        values = {"backend": self.pipeline.backend_name,
+        pipeline = self.pipeline
+        values = {"backend": pipeline.backend_name if pipeline is not None else "loading",
+                  **(pipeline.sampling_status() if pipeline is not None else {"sampler_graph": "loading"}),
                   "input_rate_hz": f"{self._rate(self.rate_in):.2f}",
                   "output_rate_hz": f"{self._rate(self.rate_out):.2f}",
                   "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}"}
@@ -429,37 +479,67 @@ class PoseNode(Node):
         return Header(stamp=self.get_clock().now().to_msg())
 
     # ---------------------------------------------------------------- shutdown
-    def stop(self, timeout: float = 1.5):
+    def stop(self, timeout: float = 0.5) -> bool:
+        """End the worker (loading or processing) and any background graph build: the child
+        process of an export is killed and reaped, its partial file removed (that needs no
+        thread's help). Then give the threads ``timeout`` to end: True when all have; a frame
+        or model load still running is abandoned by main() (nothing of it needs saving)."""
+        self._cancel.set()
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._worker.join(timeout=timeout)
+            pipeline = self.pipeline
+        kill_children(wait=0.5)            # also an export the worker waits for at start-up
+        deadline = time.monotonic() + timeout
+        closed = pipeline.close(max(0.0, deadline - time.monotonic())) if pipeline is not None else True
+        self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        return closed and not self._worker.is_alive()
 
 
 def main(args=None):
+    """Run the node until SIGINT/SIGTERM; ends the process (exit 0, or 2 when it cannot start)."""
+    STARTED.set()
+    install_stop_handlers()   # SIGINT/SIGTERM only set STOP (a second one during cleanup too)
     node = None
     code = 0
     try:
-        rclpy.init(args=args)
+        # rclpy's own handlers would turn SIGINT into a KeyboardInterrupt wherever the main
+        # thread is; the loop below checks STOP instead
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = PoseNode()
-        except Exception as err:   # bad parameters, missing weights, unavailable backend: say so, exit 2
+        except Exception as err:   # bad parameters: say so, exit 2 (model errors: see _work)
             rclpy.logging.get_logger("diffpose_pose_node").fatal(f"cannot start: {type(err).__name__}: {err}")
             code = 2
         else:
-            rclpy.spin(node)
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while not STOP.is_set() and not node.start_failed.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+            if node.start_failed.is_set():
+                code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # Under `ros2 launch`, Ctrl-C reaches the node twice (terminal and launch): once we are
-        # shutting down, a second SIGINT must not interrupt the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stopped = True
         if node is not None:
-            node.stop()
+            if STOP_SIGNALS:
+                node.get_logger().info(f"{signal.Signals(STOP_SIGNALS[0]).name}: stopping")
+            stopped = node.stop()
+            if not stopped:
+                node.get_logger().info("a frame or model load was still running; not waiting for it")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return code
+        # Everything of ours is cleaned up now: the node is destroyed, rclpy shut down, build
+        # processes killed and reaped, no file open for writing. The interpreter teardown that
+        # would follow is skipped: it takes seconds on a loaded CPU (torch, ONNX Runtime), and
+        # if a thread is still inside native code (a model session being created, torch being
+        # imported) it aborts the process ("terminate called without an active exception").
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """diffpose-bench-sampler: per-frame latency of the DiffPose sampler on every available backend.
 
 For each backend, DDIM steps K, hypotheses N and people per frame P, one "frame" is one
-backend.run() call on P people (input checks and host<->device copies included). Reports the
+backend.run() call on P people (input checks and host<->device copies included). One graph
+(and one backend) per K serves every N: N is a dynamic axis. Reports the
 median and 90th percentile over --runs timed calls after --warmup untimed ones, and writes the
 table as JSON (--out). The frame model is benchmarked by default, --temporal for the temporal
 one. Without --weights-dir a freshly initialised bundle is used (--init-weights): latency
@@ -133,30 +134,31 @@ def main(argv=None):
             weights_label = str(weights_dir)
         load1 = os.getloadavg()
         rows = []
-        cells = [(k, n) for k in args.steps for n in args.hyps]
         model_kind = None
-        bar = tqdm(total=len(cells) * len(chosen) * len(args.threads), desc="bench",
-                   unit="cell")
-        for steps, n_hyp in cells:
-            sampler = build_sampler(weights_dir, steps=steps, n_hyp=n_hyp)
+        bar = tqdm(total=len(args.steps) * len(args.hyps) * len(chosen) * len(args.threads),
+                   desc="bench", unit="cell")
+        for steps in args.steps:
+            sampler = build_sampler(weights_dir, steps=steps)
             model_kind = f"temporal (T={sampler.window})" if sampler.temporal else "frame"
             onnx_path = None
             if any(n.startswith(("onnxruntime", "tensorrt")) for n in chosen):
-                # exports go to the temp folder: the grid would litter the weights folder
-                onnx_path = load_or_export(weights_dir, steps, n_hyp, max_people=args.max_people,
-                                           path=tmp / f"sampler_s{steps}_n{n_hyp}.onnx")
-            inputs = {p: example_inputs(sampler, p, seed=args.seed + p) for p in args.people}
+                # exports go to the temp folder: a grid of test bundles has no place in the cache
+                onnx_path = load_or_export(weights_dir, steps, max_people=args.max_people,
+                                           path=tmp / f"sampler_s{steps}.onnx")
             for name in chosen:
                 for threads in args.threads:
                     backend = make(name, sampler, onnx_path, args, threads)
-                    for people, (med, p90, mean) in time_backend(backend, inputs, args.runs,
-                                                                 args.warmup).items():
-                        rows.append({"backend": name, "device": backend.device,
-                                     "threads": threads, "steps": steps, "n_hyp": n_hyp,
-                                     "people": people, "median_ms": round(med, 3),
-                                     "p90_ms": round(p90, 3), "mean_ms": round(mean, 3),
-                                     "runs": args.runs})
-                    bar.update(1)
+                    for n_hyp in args.hyps:
+                        inputs = {p: example_inputs(sampler, p, seed=args.seed + p, n_hyp=n_hyp)
+                                  for p in args.people}
+                        for people, (med, p90, mean) in time_backend(backend, inputs, args.runs,
+                                                                     args.warmup).items():
+                            rows.append({"backend": name, "device": backend.device,
+                                         "threads": threads, "steps": steps, "n_hyp": n_hyp,
+                                         "people": people, "median_ms": round(med, 3),
+                                         "p90_ms": round(p90, 3), "mean_ms": round(mean, 3),
+                                         "runs": args.runs})
+                        bar.update(1)
                     del backend
         bar.close()
         load2 = os.getloadavg()

@@ -1,7 +1,11 @@
-"""diffpose-export-sampler: export the DiffPose sampler to <weights_dir>/sampler_s{K}_n{N}.onnx.
+"""diffpose-export-sampler: export the DiffPose sampler graph for K steps (every N) to the cache.
 
-Idempotent: an existing export is kept when its metadata matches the current weights, code and
-settings (use --force to export anyway). Prints a JSON summary (path, sha256, ops, metadata).
+The graph goes to <cache>/samplers/sampler_s{K}_<key>.onnx (the user cache: $DIFFPOSE_CACHE,
+$XDG_CACHE_HOME/diffpose_ros or ~/.cache/diffpose_ros), the file the node and diffpose-lift
+use; --out writes elsewhere. Idempotent: an existing export is kept when its metadata matches
+the current weights, code, steps, opset and versions (use --force to export anyway). The
+number of hypotheses is a dynamic axis, so one export serves every N. Prints a JSON summary
+(path, sha256, ops, metadata).
 """
 import argparse
 import hashlib
@@ -9,39 +13,33 @@ import json
 import logging
 from pathlib import Path
 
-from diffpose_ros.backends.export import (DEFAULT_OPSET, TENSORRT_85_OPS, default_onnx_path,
-                                          export_onnx, graph_op_types, load_or_export,
-                                          read_metadata)
+from diffpose_ros.backends.export import (DEFAULT_OPSET, TENSORRT_85_OPS, graph_op_types,
+                                          load_or_export, read_metadata)
 from diffpose_ros.paths import WEIGHTS_DIR
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR / "frame",
                         help="lifter bundle folder (config.json, model.pt, gmm.npz, ...); "
                              "default diffpose_ros/weights/frame")
     parser.add_argument("--steps", type=int, default=5, help="DDIM steps K (default 5)")
-    parser.add_argument("--n-hyp", type=int, default=5, help="hypotheses N (default 5)")
     parser.add_argument("--max-people", type=int, default=10,
                         help="largest batch checked against PyTorch after export (default 10)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset (default {DEFAULT_OPSET}: TensorRT 8.5 reads <= 17)")
-    parser.add_argument("--out", type=Path, help="ONNX file (default: next to the weights)")
+    parser.add_argument("--cache-dir", type=Path, help="cache folder (default: the user cache)")
+    parser.add_argument("--out", type=Path, help="ONNX file (default: in the cache)")
     parser.add_argument("--force", action="store_true", help="export even if up to date")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    out = args.out or default_onnx_path(args.weights_dir, args.steps, args.n_hyp)
-    if args.force:
-        from diffpose_ros.backends.export import code_sha256
-        from diffpose_ros.lifter.sampler import build_sampler
-
-        sampler = build_sampler(args.weights_dir, steps=args.steps, n_hyp=args.n_hyp)
-        export_onnx(sampler, out, max_people=args.max_people, opset=args.opset,
-                    weights_dir=args.weights_dir, code_hash=code_sha256(build_sampler))
-    else:
-        out = load_or_export(args.weights_dir, args.steps, args.n_hyp,
-                             max_people=args.max_people, opset=args.opset, path=out)
+    out = load_or_export(args.weights_dir, args.steps, max_people=args.max_people,
+                         opset=args.opset, path=args.out, cache_dir=args.cache_dir,
+                         force=args.force)
     ops = graph_op_types(out)
     summary = {
         "onnx": str(out),

@@ -167,8 +167,7 @@ def main(argv=None):
     runner = None
     if args.backend != "torch":   # the same sampler, run by the node's backends
         from ..backends import make_backend
-        runner = make_backend(args.backend, args.weights, steps=args.steps, n_hyp=args.n_hyp,
-                              threads=args.threads)
+        runner = make_backend(args.backend, args.weights, steps=args.steps, threads=args.threads)
     lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
     keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses")
     outs = {k: [] for k in keys}
