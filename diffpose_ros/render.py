@@ -7,10 +7,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .lifter.metrics import CHI2_3DOF_90  # the drawn ellipsoids are the 90 % ones
 from .people import Person3D
 from .skeleton import H36M_BONES, H36M_LEFT
 
-CHI2_3DOF_90 = 6.251388631170325   # chi-square quantile, 3 dof, 90 %: the drawn ellipsoids
 _PALETTE = [(66, 135, 245), (245, 130, 48), (60, 180, 75), (230, 25, 75), (145, 30, 180), (70, 240, 240)]
 
 

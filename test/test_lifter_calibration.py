@@ -1,7 +1,7 @@
 import numpy as np
 from scipy.stats import chi2
 
-from diffpose_ros.lifter.calibration import CovarianceModel, fit_calibration, fit_scale, select_entry
+from diffpose_ros.lifter.calibration import CovarianceModel, fit_calibration, select_entry
 from diffpose_ros.lifter.metrics import coverage, mahalanobis_sq, pa_mpjpe, procrustes_align, summary
 
 
@@ -71,11 +71,6 @@ def test_select_entry_exact_then_nearest():
     assert select_entry(cal, 5, 30)[1] == "s5_n20"
     assert select_entry({}, 5, 5) == (None, None)
     assert not CovarianceModel(None).calibrated
-
-
-def test_fit_scale_exact_on_chi2():
-    d2 = chi2.ppf(np.linspace(0.0005, 0.9995, 4000), 3) * 2.5
-    assert abs(fit_scale(d2) - 2.5) / 2.5 < 0.02
 
 
 def test_procrustes_removes_similarity():

@@ -63,3 +63,20 @@ def test_fit_gmm_tool(trained):
     assert fit_gmm.main(["--weights", str(w), "--gmm-components", "2", "--threads", "1"]) == 0
     summary = json.loads((w / "train_summary.json").read_text())
     assert len(summary["initial_distribution"]["gmm_weights"]) == 2
+
+
+def test_evaluate_on_human36m_files(trained, tmp_path):
+    """The Human3.6M row on files in VideoPose3D's format (synthetic here: the dataset cannot be
+    shipped), with its own cameras and the file's 2D detections."""
+    import numpy as np
+    from diffpose_ros.tools import evaluate
+    from test_data_h36m import write_files
+    root, w = trained
+    write_files(tmp_path, np.random.default_rng(0))
+    out = tmp_path / "h36m.json"
+    assert evaluate.main(["--weights", str(w), "--rows", "val", "--steps", "1", "--n-hyp", "3",
+                          "--max-samples", "60", "--out", str(out), "--plot", "", "--threads", "1",
+                          "--h36m-3d", str(tmp_path / "data_3d_h36m.npz"),
+                          "--h36m-2d", str(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz")]) == 0
+    r = json.loads(out.read_text())["rows"]["h36m"]
+    assert r["DiffPose frame"]["n"] > 0 and np.isfinite(r["DiffPose frame"]["mpjpe_mm"])

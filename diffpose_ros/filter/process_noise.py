@@ -106,10 +106,22 @@ def load_process_noise(model: str = "cv", path=NOISE_FILE) -> ProcessNoise:
                         measurement_dof=float(meas.get("student_t_dof", np.inf)))
 
 
-def motion_clips(split: str, mocap_dir=None) -> list[str]:
-    """Clips (paths relative to the mocap folder) of walking, running and turning in a split."""
-    from diffpose_ros.data.dataset import MOCAP_DIR, split_clips
-    return [c for c in split_clips(split, mocap_dir or MOCAP_DIR) if _ACTION_RE.search(c)]
+# the lifter's leave-out protocol (data/protocol.py) decides which clips are whose: the process
+# noise is fitted on the lifter's training clips, the measurement model on its validation clips,
+# and the filter is evaluated on walking / running in the Bandai Namco styles the lifter never saw
+PROTOCOL_SPLITS = {"train": "train", "val": "val", "test": "test_styles"}
+
+
+def motion_clips(split: str) -> list[str]:
+    """Bandai Namco clips (paths relative to the mocap folder) of walking, running and turning in
+    a split of the lifter's leave-out protocol ("train", "val", "test" = its test_styles)."""
+    from diffpose_ros.data.motion import MotionBank
+    from diffpose_ros.data.protocol import protocol_splits
+    if split not in PROTOCOL_SPLITS:
+        raise ValueError(f"split must be one of {sorted(PROTOCOL_SPLITS)}, got {split!r}")
+    bank = MotionBank.load(sources=["shared:sources=bandai-namco-1,bandai-namco-2"], fps=10.0, progress=False)
+    keys = bank.meta["key"][protocol_splits(bank, "leave-out-v1")[PROTOCOL_SPLITS[split]]]
+    return sorted(str(k) for k in keys if _ACTION_RE.search(str(k)))
 
 
 def _camera_axes(world_xyz: np.ndarray, how: str) -> np.ndarray:
@@ -216,7 +228,7 @@ def main(argv=None) -> int:
         "command": "python -m diffpose_ros.filter.process_noise" + (f" --split {args.split}" if args.split != "train" else ""),
         "date": datetime.date.today().isoformat(),
         "data": f"shared/data/mocap ({MOCAP_DIR.name}), split '{args.split}' by clip hash "
-                "(diffpose_ros.data.dataset.clip_split), actions " + ", ".join(MOTION_ACTIONS),
+                "(the lifter's leave-out-v1 protocol: process_noise.PROTOCOL_SPLITS), actions " + ", ".join(MOTION_ACTIONS),
         "fps": MOCAP_FPS, "window_s": WINDOW_S, "root_horizons_s": list(ROOT_HORIZONS_S),
         "joint_horizons_s": [round(k / MOCAP_FPS, 4) for k in JOINT_HORIZONS_FRAMES], "q_floor": Q_FLOOR,
         "axes": "camera optical frame x, y, z, isotropic: q = the larger of horizontal and vertical, "

@@ -28,26 +28,11 @@ The lifter publishes, per joint j, a root-relative and an absolute (camera frame
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import chi2
 
-from .metrics import LEVELS, coverage, mahalanobis_sq
+from .metrics import CHI2_3DOF_90 as Q90, coverage, mahalanobis_sq
 
-GRID = np.exp(np.linspace(np.log(1e-3), np.log(1e4), 1401))
-LEVEL_WEIGHTS = (0.25, 1.0, 0.5)
 TARGET = 0.9
-Q90 = float(chi2.ppf(TARGET, 3))
 SIZE_GRID = (0.0, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)  # c: size std 0 .. 18 %
-
-
-def fit_scale(d2: np.ndarray, levels=LEVELS, weights=LEVEL_WEIGHTS) -> float:
-    """One variance multiplier for a 1-D array of Mahalanobis distances (levels matched jointly)."""
-    d2 = np.sort(np.asarray(d2, np.float64).ravel())
-    if d2.size == 0 or not np.isfinite(d2).all():
-        raise ValueError("fit_scale needs finite Mahalanobis distances")
-    q = np.array([chi2.ppf(lv, 3) for lv in levels])
-    cov = np.searchsorted(d2, GRID[:, None] * q[None], side="right") / d2.size
-    loss = (np.asarray(weights)[None] * (cov - np.array(levels)[None]) ** 2).sum(1)
-    return float(GRID[int(np.argmin(loss))])
 
 
 def _outer(x):

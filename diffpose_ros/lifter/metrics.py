@@ -8,6 +8,7 @@ import numpy as np
 from scipy.stats import chi2
 
 LEVELS = (0.5, 0.9, 0.95)
+CHI2_3DOF_90 = float(chi2.ppf(0.9, 3))   # the 90 % ellipsoid everywhere: published, drawn, scored
 
 
 def per_joint_error(pred, gt):

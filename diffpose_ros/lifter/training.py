@@ -29,21 +29,6 @@ from .initial import fit_residual_scale
 
 
 # ----------------------------------------------------------------------------- data
-class ArraySource:
-    """draw(rng, n) over a fixed set of samples (dict of arrays with 'inputs' and 'pose3d'):
-    for data that cannot be regenerated (e.g. Human3.6M's real 2D), and for tests."""
-
-    def __init__(self, d: dict):
-        self.d = d
-
-    def __len__(self):
-        return len(self.d["pose3d"])
-
-    def __call__(self, rng, n):
-        idx = rng.integers(0, len(self), n)
-        return {"inputs": self.d["inputs"][idx], "pose3d": self.d["pose3d"][idx]}
-
-
 def batches(d: dict, batch: int = 2048):
     """Yield (slice, inputs tensor) over a fixed set's samples in order."""
     for i in range(0, len(d["pose3d"]), batch):

@@ -9,7 +9,9 @@ bodies drawn as in training: in distribution), `test_source` (a motion source ne
 row again with the test skeletons scaled to 0.9 and 1.15 (`test_source@0.9` ...); the test rows keep each clip's own skeleton (1.47 m for Bandai Namco,
 1.75 m for iClone) times the scale. Every sample has
 its own random camera and detector-like 2D noise; all models see the same samples of a row (the
-temporal model its causal window ending at that frame, at 10 fps).
+temporal model its causal window ending at that frame, at 10 fps). --h36m-3d adds a Human3.6M row
+(subjects S9 and S11 through the dataset's own cameras; real detections with --h36m-2d; never run
+here: the dataset cannot be obtained on this machine).
 
 Per model and row: MPJPE, PA-MPJPE, root error (m and % of the distance), share of true joints
 inside the 90 % ellipsoid (root-relative and absolute; 50 / 95 % too), NLL. Rows for DiffPose, its
@@ -71,6 +73,16 @@ def diffpose_row(bundle, d, steps, n, **kw):
     return r, (cov_abs, err)
 
 
+def h36m_set(args, window: int) -> dict:
+    """Human3.6M test subjects as an evaluation set (causal windows for the temporal model)."""
+    from ..data.dataset import causal_windows
+    from ..data.h36m import load_h36m
+    d = load_h36m("test", args.h36m_3d, args.h36m_2d, stride=args.h36m_stride, seed=args.seed)
+    kp = np.concatenate([d["keypoints"], d["conf"][..., None]], -1).astype(np.float32)
+    d["inputs"] = kp[causal_windows(d["seq"], d["frame"], window)] if window > 1 else kp
+    return common.subset(d, args.max_samples, args.seed)
+
+
 def radius_plot(curves, path: Path, title: str):
     """Predicted 90 % radius vs the actual error (binned): one line per row."""
     import matplotlib
@@ -125,6 +137,12 @@ def main(argv=None):
     p.add_argument("--max-samples", type=int, default=None, help="at most this many samples per row")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--n-hyp", type=int, default=5)
+    p.add_argument("--h36m-3d", type=Path, default=None,
+                   help="also a row on Human3.6M S9/S11 (VideoPose3D data_3d_h36m.npz; its own cameras)")
+    p.add_argument("--h36m-2d", type=Path, default=None,
+                   help="... with the 2D of this detections file (e.g. data_2d_h36m_cpn_ft_h36m_dbb.npz) "
+                        "instead of the projection plus detector-like noise")
+    p.add_argument("--h36m-stride", type=int, default=5, help="frame stride (5: 10 fps of the 50 fps capture)")
     p.add_argument("--ablation", action="store_true")
     p.add_argument("--variant", nargs="*", default=[], metavar="NAME=DIR")
     p.add_argument("--out", type=Path, default=Path("evaluation.json"))
@@ -132,6 +150,8 @@ def main(argv=None):
     p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "lifter_uncertainty.png")
     common.add_data_args(p)
     args = p.parse_args(argv)
+    if args.plot is not None and str(args.plot) in ("", ".", "none"):
+        args.plot = None
     torch.set_num_threads(args.threads)
     from ..lifter.baseline import load_baseline
     from ..lifter.model_io import load_bundle
@@ -154,13 +174,16 @@ def main(argv=None):
               "per_clip": args.per_clip, "steps": args.steps, "n_hyp": args.n_hyp, "rows": {}, "ablation": {}}
     curves = {}
     def row_set(name, scale, window):
+        if name == "h36m":
+            return h36m_set(args, window)
         if name == "val":  # in distribution: held-out clips, adult bodies drawn like training ones
             return common.held_out_draws(bank, splits["val"], window, args.max_samples or 3000, args.seed + 3,
                                          data_cfg)
         return common.subset(common.fixed_set(bank, splits[name], window, args.per_clip, scale, args.seed, data_cfg),
                              args.max_samples, args.seed)
 
-    for name, scale in _rows(args.rows, args.scales):
+    rows = _rows(args.rows, args.scales) + ([("h36m", 1.0)] if args.h36m_3d else [])
+    for name, scale in rows:
         label = row_label(name, scale)
         sets = {}
         res = {}

@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lifter.metrics import CHI2_3DOF_90
 from ..paths import REPO_DIR, WEIGHTS_DIR
 
 CODE_VERSION = "filter-eval-v2"
 DROPS = ("none", "random10", "random30", "gap1s")
-CHI2_3DOF_90 = 6.251388631170325
 MOCAP_FPS = 30.0
 WARMUP_S = 1.0                  # metrics are also given without each track's first second
 
