@@ -1,5 +1,4 @@
 """diffpose-bench-peers: the MediaPipe venv logic, settings, tables; the real worker where its venv exists."""
-import json
 import os
 import subprocess
 import sys
@@ -7,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-from diffpose_ros.paths import IMAGES_DIR
 from diffpose_ros.tools import bench_peers
 
 

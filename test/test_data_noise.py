@@ -24,7 +24,11 @@ def test_conf_correlates_negatively_with_error():
     rel = (err / scale[:, None]).ravel()
     # rank correlation (Spearman) of confidence and error
     r = np.corrcoef(np.argsort(np.argsort(conf.ravel())), np.argsort(np.argsort(rel)))[0, 1]
-    assert r < -0.5, r
+    # the confidence is calibrated to YOLO's distribution (noise_check), which keeps it a weaker
+    # ranking of the error than the old uncalibrated one (-0.39 now, -0.5 or lower before)
+    assert r < -0.3, r
+    lo, hi = conf.ravel() < np.quantile(conf, 0.25), conf.ravel() > np.quantile(conf, 0.75)
+    assert np.median(rel[lo]) > 2 * np.median(rel[hi])  # a low confidence means a larger error
     # gross / missed joints exist and mostly have lower confidence than the median joint
     assert (rel > 0.5).mean() > 0.005
 

@@ -57,14 +57,6 @@ def test_calibrate_then_evaluate(trained):
         evaluate.main(["--weights", str(w), "--out", str(out), "--threads", "1"])
 
 
-def test_fit_gmm_tool(trained):
-    from diffpose_ros.tools import fit_gmm
-    root, w = trained
-    assert fit_gmm.main(["--weights", str(w), "--gmm-components", "2", "--threads", "1"]) == 0
-    summary = json.loads((w / "train_summary.json").read_text())
-    assert len(summary["initial_distribution"]["gmm_weights"]) == 2
-
-
 def test_evaluate_on_human36m_files(trained, tmp_path):
     """The Human3.6M row on files in VideoPose3D's format (synthetic here: the dataset cannot be
     shipped), with its own cameras and the file's 2D detections."""
@@ -80,3 +72,14 @@ def test_evaluate_on_human36m_files(trained, tmp_path):
                           "--h36m-2d", str(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz")]) == 0
     r = json.loads(out.read_text())["rows"]["h36m"]
     assert r["DiffPose frame"]["n"] > 0 and np.isfinite(r["DiffPose frame"]["mpjpe_mm"])
+
+
+def test_fit_gmm_tool(trained):
+    from diffpose_ros.tools import fit_gmm
+    root, w = trained
+    assert fit_gmm.main(["--weights", str(w), "--gmm-components", "2", "--threads", "1"]) == 0
+    summary = json.loads((w / "train_summary.json").read_text())
+    assert len(summary["initial_distribution"]["gmm_weights"]) == 2
+    # a new H_K invalidates the denoiser trained on the old one: the bundle says so (runs last)
+    from diffpose_ros.lifter.model_io import load_bundle
+    assert load_bundle(w).denoiser is None

@@ -140,8 +140,10 @@ def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path):
             assert len(outs) >= 2, f"{name}={value}: only {len(outs)} outputs"
             field = 2 if name == "num_hypotheses" else 3
             if name == "num_hypotheses":
-                # the first output for an image sent after the change carries the new N
-                assert all(o[2] == value for o in outs), (name, value, [o[2] for o in outs])
+                # an image sent after the change and lifted before the next one carries the new N
+                # (a loaded node may lift a late image after the next change: not counted here)
+                done = [o for o in outs if o[0] < nxt[2]]
+                assert done and all(o[2] == value for o in done), (name, value, [o[2] for o in outs])
                 gap = cam.max_gap(t_req - 1.0, t_done + 1.5)
                 report.append(f"N -> {value}: max gap {gap:.2f} s, {len(outs)} outputs")
                 assert gap <= limit, f"N -> {value}: output gap {gap:.2f} s; " + "; ".join(report)

@@ -54,6 +54,8 @@ PEOPLE_AXIS, HYP_AXIS = "people", "hypotheses"
 DYNAMIC_AXES = {"keypoints": {0: PEOPLE_AXIS}, "init_noise": {0: PEOPLE_AXIS, 1: HYP_AXIS},
                 "kernel_u": {0: PEOPLE_AXIS, 1: HYP_AXIS}, "mean": {0: PEOPLE_AXIS},
                 "cov": {0: PEOPLE_AXIS}, "hyps": {0: PEOPLE_AXIS, 1: HYP_AXIS}}
+# the fixed trailing dimensions of the outputs (after the people / hypothesis axes)
+OUTPUT_TRAILING = {"mean": (17, 3), "cov": (17, 3, 3), "hyps": (17, 3)}
 EXAMPLE_PEOPLE, EXAMPLE_HYPOTHESES = 2, 3  # traced sizes: neither is 1, and they differ
 # files in a weights folder that are build artifacts, not weights
 _NOT_WEIGHTS = (".onnx", ".engine", ".tmp", ".lock", ".pyc")
@@ -273,6 +275,7 @@ def export_onnx_bytes(sampler, max_people: int = 10, opset: int = DEFAULT_OPSET,
         raise ExportError(f"torch.onnx.export failed for {type(sampler).__name__}: "
                           f"{type(exc).__name__}: {exc}") from exc
     model = onnx.load_from_string(buf.getvalue())
+    _pin_output_shapes(model)
 
     meta = dict(graph_versions())
     meta.update({
@@ -354,6 +357,21 @@ def _verify_against_torch(sampler, onnx_bytes: bytes, max_people: int, atol: flo
 # --------------------------------------------------------------------------------------------
 # the cache: one graph per (weights, code, steps, opset, versions)
 # --------------------------------------------------------------------------------------------
+def _pin_output_shapes(model) -> None:
+    """The exporter leaves some fixed output dimensions symbolic (a reduction over the hypotheses
+    loses the joint axis's size in its shape inference); write the known sizes back, so that the
+    graph says (people, 17, 3) and consumers (TensorRT profiles, the backends' checks) see them."""
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        fixed = OUTPUT_TRAILING.get(out.name)
+        if fixed is None:
+            continue
+        for d, size in zip(list(dims)[len(dims) - len(fixed):], fixed):
+            if d.dim_param or d.dim_value != size:
+                d.Clear()
+                d.dim_value = size
+
+
 def expected_metadata(weights_dir, steps: int, opset: int = DEFAULT_OPSET,
                       build: Optional[Callable] = None) -> Dict[str, str]:
     """The metadata a current export for (weights_dir, steps, opset) must carry."""

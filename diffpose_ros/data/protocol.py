@@ -13,7 +13,8 @@ that training never sees.
                   when clips are added), for monitoring and calibration.
 The scaled-skeleton rows are `PairGenerator(bank, splits[name]).fixed_set(..., scale=0.9 / 1.15)`.
 
-"all": every clip trains except the val share (the shipped model).
+"all": every clip trains except the val share (not shipped: the shipped weights are trained with
+leave-out-v1, so that every protocol number describes them).
 
 The test sets are disjoint from train/val and from each other.
 """

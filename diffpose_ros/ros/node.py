@@ -183,7 +183,10 @@ class PoseNode(Node):
         self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self.counters = Counter()           # frames_in, frames_out, dropped_stale, bad_* ...
+        # frames_in, frames_out, dropped_stale, bad_* ...; the standard ones are in /diagnostics
+        # from the first message on (0 until they happen), so a monitor never misses a key
+        self.counters = Counter({k: 0 for k in ("frames_in", "frames_out", "dropped_stale",
+                                                "rejected_people", "time_jumps")})
         self._last_warned: dict[str, float] = {}
         self.latencies = deque(maxlen=500)  # seconds, receive -> publish
         self.stage_times = {k: deque(maxlen=500) for k in ("detect", "sampler", "overhead")}

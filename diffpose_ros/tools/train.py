@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..paths import WEIGHTS_DIR, cache_dir
@@ -126,8 +125,8 @@ def main(argv=None):
                 args.seed, args.eval_every, log))
             save_bundle(bundle, out)  # no denoiser yet: a half-built bundle cannot be sampled
             bundle.denoiser = den
-        elif bundle.denoiser is None:
-            bundle.denoiser = build_modules(bundle.config)[2]
+        elif args.stage in ("hk", "denoiser") or bundle.denoiser is None:
+            bundle.denoiser = build_modules(bundle.config)[2]  # a new H_K or denoiser: train g afresh
         for p in bundle.encoder.parameters():
             p.requires_grad_(False)
         if args.stage in ("all", "hk"):
