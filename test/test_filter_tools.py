@@ -88,3 +88,7 @@ def test_evaluate_filter_command(tmp_path, monkeypatch):
     # a second run reads the lifted sequences from the cache
     assert evaluate_filter.main(["--split", "val", "--limit-clips", "1", "--cameras", "1", "--rates", "10",
                                  "--drops", "none", "--backend", "torch", "--out", str(out), "--plot", str(plot)]) == 0
+    # the default backend (ONNX Runtime, any N from one graph) lifts the same way
+    assert evaluate_filter.main(["--split", "val", "--limit-clips", "1", "--cameras", "1", "--rates", "10",
+                                 "--drops", "none", "--no-cache", "--threads", "1", "--out", str(out),
+                                 "--plot", "none"]) == 0

@@ -181,16 +181,22 @@ def receive(topic: str, launched, log_path: Path, n: int = 2, timeout: float = 1
         node.create_subscription(HumanPose3DArray, topic, poses.append, 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         deadline = time.monotonic() + timeout
-        while (len([p for p in poses if p.people]) < n or not diags) and time.monotonic() < deadline:
+        def loaded(d):  # a diagnostics message sent after the models loaded (earlier ones say "loading")
+            return any(kv.key == "backend" and kv.value != "loading" for kv in d.status[0].values)
+        seen_at = None  # len(diags) when the n-th pose with people arrived: report a later diagnostics
+        while (seen_at is None or not any(map(loaded, diags[seen_at:]))) and time.monotonic() < deadline:
             assert launched.poll() is None, log_path.read_text()[-4000:]
             executor.spin_once(timeout_sec=0.1)
+            if seen_at is None and len([p for p in poses if p.people]) >= n:
+                seen_at = len(diags)
         assert len([p for p in poses if p.people]) >= n, f"no {topic} with people:\n{log_path.read_text()[-4000:]}"
         graph = {name: [i.node_name for i in node.get_subscriptions_info_by_topic(name)]
                  for name, _ in node.get_topic_names_and_types()}
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-    return poses, {kv.key: kv.value for kv in diags[-1].status[0].values}, graph
+    last = [d for d in diags if loaded(d)] or diags
+    return poses, {kv.key: kv.value for kv in last[-1].status[0].values}, graph
 
 
 def stop(launched, log_path: Path) -> None:

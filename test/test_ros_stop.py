@@ -85,8 +85,8 @@ class Run:
         from sensor_msgs.msg import CameraInfo, Image
         self.poses = []
         self.client.create_subscription(HumanPose3DArray, "/human_pose_3d", self.poses.append, RELIABLE)
-        self.pub_image = self.client.create_publisher(Image, "/camera/image_raw", RELIABLE)
-        self.pub_info = self.client.create_publisher(CameraInfo, "/camera/camera_info", 10)
+        self.pub_image = self.client.create_publisher(Image, "/image", RELIABLE)  # the node's default (relative) topics
+        self.pub_info = self.client.create_publisher(CameraInfo, "/camera_info", 10)
         self.image = image_msg(load_image("basketball1.png"), sec=1)
         self.frames = 0
 

@@ -100,8 +100,8 @@ class Camera:
         self.header = Header(frame_id="camera_optical_frame")
         self.image = Image(header=self.header, height=h, width=w, encoding="bgr8", step=step, data=data)
         self.info = camera_info(Intrinsics.from_fov(w, h, 60.0), self.header)
-        self.pub = client.create_publisher(Image, "/camera/image_raw", rel)
-        self.pub_info = client.create_publisher(CameraInfo, "/camera/camera_info", 10)
+        self.pub = client.create_publisher(Image, "/image", rel)  # the node's default (relative) topics
+        self.pub_info = client.create_publisher(CameraInfo, "/camera_info", 10)
         self.outputs = []   # (arrival, when its image was published) per pose message
         self.sent = {}      # image stamp -> monotonic time it was published
         client.create_subscription(HumanPose3DArray, "/human_pose_3d", self._on_pose, rel)

@@ -446,7 +446,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cache", action="store_true", help="lift again even if cached")
     p.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.json")
-    p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.png")
+    p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.png", help="\"none\": no plot")
     p.add_argument("--fit-measurement", action="store_true",
                    help="fit the tails and correlation time of the lifter's root errors on these sequences (a split "
                         "other than the evaluation's, e.g. --split val) into the filter's process_noise.json")
@@ -472,7 +472,7 @@ def main(argv=None) -> int:
         runner = None
         if args.backend != "torch":   # the node's backends run the same sampler
             from ..backends import make_backend
-            runner = make_backend(args.backend, args.weights, steps=args.steps, n_hyp=args.n_hyp, threads=args.threads)
+            runner = make_backend(args.backend, args.weights, steps=args.steps, threads=args.threads)  # any N
         return Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
     seqs = load_or_make_sequences(args, clips, make_lifter)
     if args.fit_measurement:
@@ -534,7 +534,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     walk10 = [s for s in seqs if s["rate"] == 10.0 and motion_class(s["clip"]) == "walk"] or seqs
-    if args.plot:
+    if args.plot and str(args.plot) not in ("", ".", "none"):
         plot(max(walk10, key=lambda s: len(s["frame"])), first_config, args.plot, first_table)
         print(f"plot -> {args.plot}")
     print(f"results -> {args.out}")
