@@ -197,12 +197,18 @@ def stop_at(run: Run, moment: str):
             run.spin(0.1, frames=True)
     elif moment == "background export":
         run.wait_for("models loaded")
-        run.spin(1.0, frames=True)
+        deadline = time.monotonic() + 60
+        while not run.poses:  # the first frame (detector warm-up) takes seconds on a loaded CPU
+            assert time.monotonic() < deadline, run.log()[-3000:]
+            run.spin(0.1, frames=True)
         before = run.log().count("running in child process")
         run.set_parameter("diffusion_steps", 2)      # not in the cache: exported in the background
         run.wait_for("running in child process", count=before + 1, frames=True)
-        run.spin(0.5, frames=True)
-        assert run.poses, "frames kept flowing during the background export"
+        n0, deadline = len(run.poses), time.monotonic() + 30
+        while len(run.poses) <= n0 and "exported ONNX sampler (steps=2" not in run.log():
+            assert time.monotonic() < deadline, run.log()[-3000:]
+            run.spin(0.1, frames=True)
+        assert len(run.poses) > n0, "frames kept flowing during the background export"
         assert "exported ONNX sampler (steps=2" not in run.log(), "the export ended too soon"
     elif moment == "twice, steady state":
         run.wait_for("models loaded")
