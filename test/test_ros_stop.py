@@ -247,7 +247,11 @@ def stop_series(mode: str, ros_env: dict, tmp_path: Path, workspace: Path | None
         took = stop_at(run, moment)
         text = run.log()
         results.append(f"{moment}: exit {run.code}, node gone {took:.2f} s after SIGINT")
-        assert run.code == 0, f"{moment}: exit {run.code}\n{text[-3000:]}"
+        # A second Ctrl-C may reach `ros2 launch` itself while it exits after the node finished
+        # cleanly; upstream launch then dies of that SIGINT (-2). What this test owns is the node:
+        # it must have finished cleanly (checked below); the launch's own -2 is accepted only then.
+        ok = (0, -signal.SIGINT) if mode == "launch" and moment.startswith("twice") else (0,)
+        assert run.code in ok, f"{moment}: exit {run.code}\n{text[-3000:]}"
         assert took < STOP_WITHIN_S, f"{moment}: the node took {took:.2f} s to stop\n{text[-3000:]}"
         assert "terminate called" not in text and "Traceback" not in text, text[-3000:]
         if mode == "launch":
