@@ -24,6 +24,17 @@ def ros_env():
     return ros_environment()
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """A data cache of the module's own (DIFFPOSE_CACHE) for module-scoped fixtures that build one."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DIFFPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
 @pytest.fixture(scope="session")
 def python_exe():
     return sys.executable

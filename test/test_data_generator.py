@@ -15,13 +15,8 @@ needs_data = pytest.mark.skipif(not (paths.MOCAP_DIR / "bandai-namco-1").is_dir(
 
 
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DIFFPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    try:
-        yield MotionBank.load(["shared:sources=bandai-namco-1,cmu-mb-fairmotion"], fps=10.0, progress=False)
-    finally:
-        mp.undo()
+def bank(module_cache):
+    return MotionBank.load(["shared:sources=bandai-namco-1,cmu-mb-fairmotion"], fps=10.0, progress=False)
 
 
 def camera_geometry(d):

@@ -15,14 +15,9 @@ needs_cmu = pytest.mark.skipif(not (paths.SHARED_DATA / "mocap-cmu").is_dir(), r
 
 
 @pytest.fixture(scope="module")
-def refs(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DIFFPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    try:
-        yield {r.key.split("/", 1)[0] + ":" + r.path.rsplit("/", 2)[-2] + "/" + r.path.rsplit("/", 1)[-1]: r
-               for r in sources.resolve(["shared:sources=cmu-iclone,cmu-daz-acrnn,cmu-daz-jaanga,cmu-mb-fairmotion"])}
-    finally:
-        mp.undo()
+def refs(module_cache):
+    return {r.key.split("/", 1)[0] + ":" + r.path.rsplit("/", 2)[-2] + "/" + r.path.rsplit("/", 1)[-1]: r
+           for r in sources.resolve(["shared:sources=cmu-iclone,cmu-daz-acrnn,cmu-daz-jaanga,cmu-mb-fairmotion"])}
 
 
 def check_body(d, name):

@@ -12,13 +12,8 @@ needs_cmu = pytest.mark.skipif(not (paths.SHARED_DATA / "mocap-cmu").is_dir(), r
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DIFFPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    try:
-        yield noise_check.training_samples(200, 0, ["shared:sources=cmu-mb-fairmotion"])
-    finally:
-        mp.undo()
+def samples(module_cache):
+    return noise_check.training_samples(200, 0, ["shared:sources=cmu-mb-fairmotion"])
 
 
 @needs_cmu

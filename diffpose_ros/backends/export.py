@@ -55,7 +55,7 @@ DYNAMIC_AXES = {"keypoints": {0: PEOPLE_AXIS}, "init_noise": {0: PEOPLE_AXIS, 1:
                 "kernel_u": {0: PEOPLE_AXIS, 1: HYP_AXIS}, "mean": {0: PEOPLE_AXIS},
                 "cov": {0: PEOPLE_AXIS}, "hyps": {0: PEOPLE_AXIS, 1: HYP_AXIS}}
 # the fixed trailing dimensions of the outputs (after the people / hypothesis axes)
-OUTPUT_TRAILING = {"mean": (17, 3), "cov": (17, 3, 3), "hyps": (17, 3)}
+OUTPUT_TRAILING = {"mean": (NUM_JOINTS, 3), "cov": (NUM_JOINTS, 3, 3), "hyps": (NUM_JOINTS, 3)}
 EXAMPLE_PEOPLE, EXAMPLE_HYPOTHESES = 2, 3  # traced sizes: neither is 1, and they differ
 # files in a weights folder that are build artifacts, not weights
 _NOT_WEIGHTS = (".onnx", ".engine", ".tmp", ".lock", ".pyc")

@@ -203,11 +203,8 @@ class Lifter:
         """Everything calibration.py combines: the pose (after aggregation), its root and the 2D
         part of the root's covariance, the hypotheses' relative and absolute covariances, and
         how well the placed pose reprojects onto its keypoints (chi)."""
-        # The root is placed from the 2D uncertainty alone, not also from the hypotheses' spread:
-        # that spread is largest at wrists and ankles, and down-weighting them leaves the body's
-        # scale in the image (hence the depth) to the short torso. Measured on 1,000 held-out
-        # val draws: 16.0 % of the distance with the spread, 9.7 % without (true pose: 6.9 %).
-        # The pose's part of the root uncertainty enters through place_hypotheses below.
+        # the root from the 2D uncertainty alone (why not the hypotheses' spread: placement.py);
+        # the pose's part of the root uncertainty enters through place_hypotheses below
         root, cov_t2d = place_root(kn, sigma_n, mean)
         if self.aggregation == "reprojection":
             mean = select_by_reprojection(hyps, root, kn)

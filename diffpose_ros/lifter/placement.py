@@ -10,7 +10,8 @@ Each row's error is sigma_u,j (Z + z_j) (2D noise scaled by depth); we weight ro
 of that variance (re-estimated with the current Z, a few fixed iterations) and take
 cov(T) = (A^T W A)^-1 from the normal equations. The pose's own uncertainty is deliberately not a
 weight: it is largest at the wrists and ankles, and down-weighting them leaves the body's scale in
-the image, hence the depth, to the short torso (measured: 16 % instead of 10 % of the distance).
+the image, hence the depth, to the short torso (measured on 1,000 held-out val draws: 16.0 %
+of the distance with that weight, 9.7 % without, 6.9 % with the true pose).
 Robust: a detector's gross errors (a missed joint answered somewhere in the box, a swapped limb)
 are far outside any sigma a confidence predicts, and one of them would drag the root by metres.
 So each iteration also reweights every joint by the Cauchy weight 1 / (1 + r_j^2 / (2 c^2)) of

@@ -8,6 +8,7 @@ on, with the generator settings it trained with.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,11 @@ VAL_SAMPLES = 12000     # held-out draws of the val clips for H_K and calibratio
 TEST_PER_CLIP = 30      # per test clip (the test sets have 60 to 220 clips)
 TEST_ROWS = ("test_source", "test_actions", "test_styles")
 TEST_SCALES = (1.0, 0.9, 1.15)
+
+
+def plot_path(value: str):
+    """argparse type of the evaluation tools' --plot: a file, or "none" (also "" or ".") for no plot."""
+    return None if value in ("", ".", "none") else Path(value)
 
 
 def add_data_args(p: argparse.ArgumentParser, training: bool = False):

@@ -147,11 +147,10 @@ def main(argv=None):
     p.add_argument("--variant", nargs="*", default=[], metavar="NAME=DIR")
     p.add_argument("--out", type=Path, default=Path("evaluation.json"))
     p.add_argument("--table", type=Path, default=None, help="also write the markdown table here")
-    p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "lifter_uncertainty.png")
+    p.add_argument("--plot", type=common.plot_path, default=REPO_DIR / "docs" / "lifter_uncertainty.png",
+                   help='"none": no plot')
     common.add_data_args(p)
     args = p.parse_args(argv)
-    if args.plot is not None and str(args.plot) in ("", ".", "none"):
-        args.plot = None
     torch.set_num_threads(args.threads)
     from ..lifter.baseline import load_baseline
     from ..lifter.model_io import load_bundle

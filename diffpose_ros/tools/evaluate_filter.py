@@ -39,6 +39,7 @@ import numpy as np
 
 from ..lifter.metrics import CHI2_3DOF_90
 from ..paths import REPO_DIR, WEIGHTS_DIR
+from . import common
 
 CODE_VERSION = "filter-eval-v2"
 DROPS = ("none", "random10", "random30", "gap1s")
@@ -446,7 +447,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cache", action="store_true", help="lift again even if cached")
     p.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.json")
-    p.add_argument("--plot", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.png", help="\"none\": no plot")
+    p.add_argument("--plot", type=common.plot_path, default=REPO_DIR / "docs" / "filter_evaluation.png",
+                   help='"none": no plot')
     p.add_argument("--fit-measurement", action="store_true",
                    help="fit the tails and correlation time of the lifter's root errors on these sequences (a split "
                         "other than the evaluation's, e.g. --split val) into the filter's process_noise.json")
@@ -534,7 +536,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     walk10 = [s for s in seqs if s["rate"] == 10.0 and motion_class(s["clip"]) == "walk"] or seqs
-    if args.plot and str(args.plot) not in ("", ".", "none"):
+    if args.plot:
         plot(max(walk10, key=lambda s: len(s["frame"])), first_config, args.plot, first_table)
         print(f"plot -> {args.plot}")
     print(f"results -> {args.out}")
