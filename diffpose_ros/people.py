@@ -47,6 +47,7 @@ class Person3D:
     hypotheses: np.ndarray | None = None                            # (N, 17, 3) root-relative
     covariance_rel: np.ndarray | None = None                        # (17, 3, 3) root-relative
     filtered: FilteredState | None = None                           # the per-track filter's state
+    size_var: float = 0.0          # var of the relative body-size error (lifter.LiftResult.size_var)
 
 
 def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -> np.ndarray:

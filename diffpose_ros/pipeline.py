@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import Intrinsics  # noqa: F401  (the camera model; re-exported for the pipeline's callers)
+from .detector.follow import FollowConfig, Follower
 from .filter.people_filter import FilterConfig, PeopleFilter
 from .people import InvalidPoseError, Person3D, check_person
 
@@ -33,6 +34,7 @@ class PipelineConfig:
     publish_unreliable: bool = True
     max_people: int = 10
     filter: FilterConfig = field(default_factory=FilterConfig)
+    follow: FollowConfig = field(default_factory=FollowConfig)    # detect around tracked people only
 
 
 @dataclass
@@ -71,6 +73,8 @@ class PosePipeline:
         self.lifter = lifter
         self.config = config or PipelineConfig()
         self.filter = PeopleFilter(self.config.filter)
+        self.follower = Follower(self.config.follow)
+        self._followed_boxes = np.zeros((0, 4))   # boxes of the people tracked in the last frame
         self._last_seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # id -> (keypoints_2d, box)
         self.sampler_manager = sampler_manager   # backends.SamplerManager, or None
         self._sampling_lock = threading.Lock()
@@ -156,9 +160,7 @@ class PosePipeline:
         t0 = time.perf_counter()
         # the detector applies the threshold itself, so a run-time change (lower too) takes effect
         self.detector.score_threshold = cfg.score_threshold
-        detections = sorted(self.detector.detect(image), key=lambda d: -d.score)[: cfg.max_people]
-        tracks = self.tracker.update(detections, stamp_s)
-        removed = list(self.tracker.removed_ids())
+        tracks, removed = self.detect_and_track(image, stamp_s)
         t1 = time.perf_counter()
         people: list[Person3D] = []
         rejected = 0
@@ -184,7 +186,7 @@ class PosePipeline:
                         num_hypotheses=self.lifter.n_hyp, diffusion_steps=self.lifter.steps,
                         reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
                         positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j],
-                        covariance_rel=result.covariance_rel[j])
+                        covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j]))
                     try:
                         people.append(check_person(person))
                     except InvalidPoseError as err:
@@ -196,6 +198,44 @@ class PosePipeline:
         sampler = getattr(self.lifter.runner, "last_s", 0.0) if tracks else 0.0
         return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "sampler": sampler,
                                              "filter": t3 - t2, "total": t3 - t0}, rejected, predicted, gated)
+
+    def forget_tracks(self) -> list[int]:
+        """Start tracking over (time jumped back): no track, temporal window or followed region
+        continues. Returns the ids that ended."""
+        ended = [t.track_id for t in self.tracker.tracks]
+        self.tracker.tracks = []
+        if self.lifter is not None:          # None: detector and tracker only (diffpose-bench-detector)
+            self.lifter.reset()
+        self.follower.reset()
+        self._followed_boxes = np.zeros((0, 4))
+        return ended
+
+    def detect_and_track(self, image: np.ndarray, stamp_s: float):
+        """Detector + tracker for one image: (tracks matched or born in it, ids that ended)."""
+        detections = self.detect(image)[: self.config.max_people]
+        tracks = self.tracker.update(detections, stamp_s)
+        self._followed_boxes = np.array([t.detection.box for t in tracks]).reshape(-1, 4)
+        return tracks, list(self.tracker.removed_ids())
+
+    def detect(self, image: np.ndarray) -> list:
+        """The detector's people, highest score first: in the whole image, or in follow mode
+        (config.follow) between whole-image frames only around the people tracked in the last
+        frame (detector/follow.py)."""
+        self.follower.config = self.config.follow        # run-time parameter changes
+        regions = self.follower.plan(image.shape[:2], self._followed_boxes)
+        if regions is None:
+            detections = self.detector.detect(image)
+        else:
+            detections = [d for r in regions for d in self.detector.detect(image, r)]
+            if len(regions) > 1:       # a person cut by two regions: keep the better one
+                from .detector.yolo_pose import nms
+                keep = nms(np.array([d.box for d in detections]).reshape(-1, 4),
+                           np.array([d.score for d in detections]), self.detector.nms_iou)
+                detections = [detections[i] for i in keep]
+        if self.follower.done(regions, len(detections), len(self._followed_boxes)):
+            detections = self.detector.detect(image)
+            self.follower.done(None, len(detections), len(self._followed_boxes))
+        return sorted(detections, key=lambda d: -d.score)
 
     def apply_filter(self, people: list[Person3D], removed: list[int], stamp_s: float):
         """Run the per-track filter on the lifted people of one frame.
@@ -214,7 +254,8 @@ class PosePipeline:
             if people:
                 step = self.filter.step(stamp_s, ids, np.stack([p.root for p in people]),
                                         np.stack([p.root_covariance for p in people]),
-                                        np.stack([_rel(p)[0] for p in people]), np.stack([_rel(p)[1] for p in people]))
+                                        np.stack([_rel(p)[0] for p in people]), np.stack([_rel(p)[1] for p in people]),
+                                        [p.size_var for p in people])
             else:
                 step = self.filter.step(stamp_s, [], np.zeros((0, 3)), np.zeros((0, 3, 3)),
                                         np.zeros((0, 17, 3)), np.zeros((0, 17, 3, 3)))

@@ -70,6 +70,48 @@ def test_consistent_on_a_constant_velocity_world():
     assert 0.86 <= np.mean(inside_v) <= 0.94
 
 
+def test_body_size_is_a_bias_the_filter_carries_not_averages():
+    """A world the size model describes: each track is a person of relative size error delta ~
+    N(0, c), so every lift is (1 + delta) x the truth plus white noise, and the lifter's root
+    covariance is R + c z z^T. The filter must not average delta away: its covariance keeps
+    c x x^T along the ray and the true root stays inside the 90 % ellipsoid about 90 % of the
+    time. Fed the same lifts with size_var None (the size term treated as white noise), it
+    shrinks its covariance below the offset and the truth falls outside."""
+    from diffpose_ros.filter.people_filter import without_size
+    rng = np.random.default_rng(5)
+    c, q = 0.004, 0.05                      # a slow walker: the filter averages over ~2 s
+    R = np.diag([0.01, 0.01, 0.02])
+    inside, inside_naive, floor_ok = [], [], []
+    for track in range(150):
+        delta = rng.normal(0, np.sqrt(c))
+        with_size = PeopleFilter(FilterConfig(gate_probability=1.0, velocity_prior_mps=1.0), noise=exact_noise(q))
+        naive = PeopleFilter(FilterConfig(gate_probability=1.0, velocity_prior_mps=1.0), noise=exact_noise(q))
+        x = np.r_[rng.normal(0, 0.5, 3) + [0, 0, 5], rng.normal(0, 0.5, 3)]
+        for k in range(40):
+            if k:
+                Fm, Qm = transition(np.array([0.1]), 2, [[q, q, q]])
+                x = Fm[0] @ x + rng.multivariate_normal(np.zeros(6), Qm[0])
+            z = (1 + delta) * x[:3] + rng.multivariate_normal(np.zeros(3), R)
+            cov = R + c * np.outer(z, z)
+            args = ([7], z[None], cov[None], np.zeros((1, NUM_JOINTS, 3)), np.tile(np.eye(3) * 1e-3, (1, NUM_JOINTS, 1, 1)))
+            s = with_size.step(0.1 * k, *args, size_var=[c]).states[7]
+            n = naive.step(0.1 * k, *args).states[7]
+        e = s.root - x[:3]
+        inside.append(e @ np.linalg.solve(s.covariance[:3, :3], e) <= CHI2_90)
+        e = n.root - x[:3]
+        inside_naive.append(e @ np.linalg.solve(n.covariance[:3, :3], e) <= CHI2_90)
+        ray = s.root / np.linalg.norm(s.root)
+        floor_ok.append(ray @ s.covariance[:3, :3] @ ray >= 0.99 * c * s.root @ s.root)
+    assert all(floor_ok)
+    assert 0.82 <= np.mean(inside) <= 0.96, np.mean(inside)
+    assert np.mean(inside_naive) < np.mean(inside) - 0.2, (np.mean(inside_naive), np.mean(inside))
+    # the measurement noise without the size term: exactly R where that is positive definite
+    z = np.array([[0.3, -0.2, 4.0]])
+    np.testing.assert_allclose(without_size((R + c * np.outer(z[0], z[0]))[None], z, np.array([c]))[0], R, atol=1e-12)
+    with pytest.raises(ValueError, match="size_var"):
+        PeopleFilter(noise=exact_noise()).step(0.0, *frame([0, 0, 4]), size_var=[-1.0])
+
+
 def test_stamps_not_frame_counts():
     """The state at a stamp does not depend on how many empty frames came before it."""
     a = PeopleFilter(noise=exact_noise())

@@ -19,6 +19,17 @@ Per frame (`step`), for every track with a measurement:
     a track refused for longer than `max_prediction_s` restarts from the measurement;
   * joints are gated one by one the same way (a swapped limb); a joint refused for longer
     than `max_prediction_s` restarts from its measurement.
+Body size (the one error frames cannot average): a monocular camera sees a person only up to a
+scale about the camera centre, and the lifter places everyone at the typical body size, so a
+person of another size is off by a factor (1 + delta) in every frame of the track (the lifter's
+`size_var` = var(delta), its term size_var X X^T of each absolute covariance). The filter runs on
+the lifter's scaled positions x' = (1 + delta) x, which move like the person (constant delta),
+and is updated with the measurement noise WITHOUT that term: what stays is the part of the error
+that does change from frame to frame. delta is never observed, so its variance is added back to
+every output (a Schmidt "consider" parameter): the state w = (x, v) gets + var(delta) w w^T,
+the joints + var(delta) X_j X_j^T, the look-ahead + var(delta) x_a x_a^T, with var(delta) the
+mean of the track's accepted lifts. Without it the filtered covariance shrinks while the size
+offset stays, and the ellipsoids stop holding the person.
 Tracks without a measurement are predicted to the stamp (flagged is_prediction) until
 `max_prediction_s` has passed since their last accepted measurement, then deleted.
 A stamp more than `max_prediction_s` older than the newest one seen (a replayed bag) resets
@@ -90,6 +101,29 @@ class _Track:
         self.kf = kf
         self.rel = np.zeros((NUM_JOINTS, 3))       # latest accepted root-relative lift
         self.rel_cov = np.zeros((NUM_JOINTS, 3, 3))
+        self.size_sum, self.size_n = 0.0, 0        # var(delta) of the accepted lifts
+
+    def add_size(self, size_var: float):
+        self.size_sum += size_var
+        self.size_n += 1
+
+    @property
+    def size_var(self) -> float:
+        return self.size_sum / self.size_n if self.size_n else 0.0
+
+
+def without_size(root_cov: np.ndarray, root: np.ndarray, size_var: np.ndarray) -> np.ndarray:
+    """The root covariances (P, 3, 3) less their body-size term size_var X X^T (the lifter adds
+    it to a covariance that is positive definite without it; rounding is clipped)."""
+    R = root_cov - size_var[:, None, None] * root[:, :, None] * root[:, None, :]
+    R = 0.5 * (R + np.swapaxes(R, 1, 2))
+    w, v = np.linalg.eigh(R)
+    return (v * np.maximum(w, 1e-8)[:, None, :]) @ np.swapaxes(v, 1, 2)
+
+
+def _add_size(cov: np.ndarray, x: np.ndarray, size_var: float) -> np.ndarray:
+    """cov (..., n, n) + size_var x x^T: the unobserved body-size scale of a filtered quantity."""
+    return cov + size_var * x[..., :, None] * x[..., None, :]
 
 
 class PeopleFilter:
@@ -136,6 +170,7 @@ class PeopleFilter:
 
     def _state(self, track: _Track, stamp: float, is_prediction: bool) -> FilteredState:
         cfg = self.config
+        c = track.size_var
         # the gait oscillation of the root velocity grows with walking speed (process_noise.py)
         speed = float(np.linalg.norm(track.kf.x[0, 3:6]))
         track.kf.vel_var[0] = self.noise.root_vel_var(speed)
@@ -147,17 +182,21 @@ class PeopleFilter:
             rel, rel_cov = track.rel.copy(), track.rel_cov.copy()
         rel[0], rel_cov[0] = 0.0, 0.0              # row 0 is the root itself
         xa, Pa = track.kf.output(stamp + cfg.ahead_s, rows=np.array([0]))
-        return FilteredState(root=root.copy(), velocity=x[0, 3:6].copy(), covariance=P[0, :6, :6].copy(),
-                             positions=root + rel, joint_covariance=root_cov + rel_cov,
+        positions = root + rel
+        return FilteredState(root=root.copy(), velocity=x[0, 3:6].copy(),
+                             covariance=_add_size(P[0, :6, :6], x[0, :6], c),
+                             positions=positions, joint_covariance=_add_size(root_cov + rel_cov, positions, c),
                              time_since_measurement=float(max(stamp - track.kf.t[0], 0.0)),
                              is_prediction=bool(is_prediction), ahead_s=float(cfg.ahead_s),
-                             ahead_root=xa[0, :3].copy(), ahead_covariance=Pa[0, :3, :3].copy())
+                             ahead_root=xa[0, :3].copy(), ahead_covariance=_add_size(Pa[0, :3, :3], xa[0, :3], c))
 
     # ------------------------------------------------------------------ main entry
-    def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov) -> StepResult:
+    def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov, size_var=None) -> StepResult:
         """Fuse one frame. track_ids (P,), root (P, 3), root_cov (P, 3, 3), rel (P, 17, 3)
-        root-relative joints, rel_cov (P, 17, 3, 3); P may be 0. Returns the states of the
-        measured tracks and of the tracks predicted through this frame."""
+        root-relative joints, rel_cov (P, 17, 3, 3), size_var (P,) the lifter's body-size
+        variance (LiftResult.size_var; None: 0, a root error that frames can average); P may be
+        0. Returns the states of the measured tracks and of the tracks predicted through this
+        frame."""
         stamp = float(stamp)
         if not np.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
@@ -169,6 +208,11 @@ class PeopleFilter:
         root_cov = np.asarray(root_cov, np.float64).reshape(len(ids), 3, 3)
         rel = np.asarray(rel, np.float64).reshape(len(ids), NUM_JOINTS, 3)
         rel_cov = np.asarray(rel_cov, np.float64).reshape(len(ids), NUM_JOINTS, 3, 3)
+        size_var = np.zeros(len(ids)) if size_var is None else np.asarray(size_var, np.float64).reshape(len(ids))
+        if not (np.isfinite(size_var).all() and (size_var >= 0).all()):
+            raise ValueError(f"size_var must be finite and non-negative, got {size_var.tolist()}")
+        if len(ids):
+            root_cov = without_size(root_cov, root, size_var)
         out = StepResult({})
         if not cfg.enabled:
             out.deleted = sorted(self.tracks)
@@ -201,7 +245,9 @@ class PeopleFilter:
             if track is None:
                 track = self._new_track(noise, stamp, root[i], root_cov[i], rel[i], rel_cov[i])
                 self.tracks[tid] = track
+                track.add_size(size_var[i])
             elif accepted:
+                track.add_size(size_var[i])
                 ok, _ = track.kf.update(stamp, rel[i, 1:], rel_cov[i, 1:], gate, rows=joints,
                                         dof=noise.measurement_dof)
                 stale = joints[~ok & (stamp - track.kf.t[joints] > cfg.max_prediction_s + _EPS_S)]

@@ -30,14 +30,15 @@ the gait oscillation keeps its total variance, spread evenly (the mean over the 
 so that motions the clips lack (stairs, sitting down) do not meet a rigid filter.
 
 The smooth path of most frames is what these fits describe; rare manoeuvres (turning round
-within a second) are not, so the root densities are multiplied by one scale chosen on lifted
-validation sequences (lowest negative log-likelihood of the true state, see
-diffpose_ros/tools/evaluate_filter.py --fit-measurement, which also fits the lifter's error
-tails and correlation time; stored under "measurement").
+within a second) may not be, so the root densities are multiplied by one scale chosen on lifted
+validation sequences, together with the measurement model (Student-t tails or Gaussian errors,
+correlated over time or not: both fitted on the lifter's errors, kept only where they lower the
+negative log-likelihood of the true state), by diffpose_ros/tools/evaluate_filter.py
+--fit-measurement; stored under "measurement".
 
 Refit (writes process_noise.json next to this file, with its provenance; keeps "measurement"):
     python -m diffpose_ros.filter.process_noise
-    diffpose-evaluate-filter --split val --cameras 1 --fit-measurement
+    diffpose-evaluate-filter --split val --cameras 1 --body-scales 0.9 1.0 1.15 --fit-measurement
 """
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ class ProcessNoise:
     root_vel_jitter_var_per_speed2: np.ndarray  # (3,) ... plus this times speed^2
     joint_q: np.ndarray              # (17,) isotropic, root-relative (entry 0, the root, unused)
     joint_derivative_std: np.ndarray  # (17, order-1) prior std of velocity (and acceleration)
-    measurement_correlation_s: np.ndarray  # (3,) correlation time of the lifter's root errors
-    measurement_dof: float                 # Student-t degrees of freedom of the lifter's errors
+    measurement_correlation_s: np.ndarray  # (3,) correlation time of the lifter's root errors (0: independent)
+    measurement_dof: float                 # Student-t degrees of freedom of the lifter's errors (inf: Gaussian)
 
     @property
     def order(self) -> int:
@@ -103,7 +104,8 @@ def load_process_noise(model: str = "cv", path=NOISE_FILE) -> ProcessNoise:
                         joint_q=np.array(m["joint_q"]),
                         joint_derivative_std=np.array(m["joint_derivative_std"]).reshape(NUM_JOINTS, -1),
                         measurement_correlation_s=np.array(tau, np.float64),
-                        measurement_dof=float(meas.get("student_t_dof", np.inf)))
+                        # null: Gaussian errors (chosen by diffpose-evaluate-filter --fit-measurement)
+                        measurement_dof=float(meas.get("student_t_dof") or np.inf))
 
 
 # the lifter's leave-out protocol (data/protocol.py) decides which clips are whose: the process

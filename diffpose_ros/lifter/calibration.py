@@ -142,6 +142,12 @@ class CovarianceModel:
         return s * (self.a[None, :, None, None] * hyp_cov_abs + self.b * cov_t2d[:, None]
                     + self.c_abs * _outer(pos))
 
+    def size_variance(self, chi, n):
+        """(n,) variance of the relative body-size error delta in `absolute`: its term
+        size_variance * P_j P_j^T. One person has one size, so over a track this part of the
+        error is the same in every frame (the per-track filter must not average it away)."""
+        return self._s(chi, n) * self.c_abs
+
 
 def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi) -> dict:
     """All arrays per sample (S, 17, ...), chi (S,). Returns a calibration.json entry with coverages.

@@ -40,6 +40,9 @@ class LiftResult:
     root: np.ndarray            # (P,3)
     root_cov: np.ndarray        # (P,3,3)
     hypotheses: np.ndarray      # (P,N,17,3) root-relative
+    # (P,) variance of the relative body-size error delta, the part size_var * X X^T of every
+    # absolute covariance (X = the joint's position): constant over a track, see filter/
+    size_var: np.ndarray | None = None
 
     def __len__(self):
         return len(self.positions)
@@ -178,7 +181,7 @@ class Lifter:
             z3 = np.zeros((0, NUM_JOINTS, 3))
             z33 = np.zeros((0, NUM_JOINTS, 3, 3))
             return LiftResult(z3, z3, z33, z33, np.zeros((0, 3)), np.zeros((0, 3, 3)),
-                              np.zeros((0, N, NUM_JOINTS, 3)))
+                              np.zeros((0, N, NUM_JOINTS, 3)), np.zeros(0))
         conf = np.clip(conf, 0.0, 1.0)
         kn = camera.normalize(kp, K)
         frames = np.concatenate([kn, conf[..., None]], -1).astype(np.float32)
@@ -197,7 +200,8 @@ class Lifter:
         model = self.covariance_model
         cov_rel = model.relative(t["hyp_cov"], t["pose"], t["chi"])
         cov_abs = model.absolute(t["hyp_cov_abs"], t["cov_t2d"], t["positions"], t["chi"])
-        return LiftResult(t["positions"], t["pose"], cov_abs, cov_rel, t["root"], cov_abs[:, 0], hyps)
+        return LiftResult(t["positions"], t["pose"], cov_abs, cov_rel, t["root"], cov_abs[:, 0], hyps,
+                          model.size_variance(t["chi"], len(t["pose"])))
 
     def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps) -> dict:
         """Everything calibration.py combines: the pose (after aggregation), its root and the 2D

@@ -63,6 +63,7 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 from diffpose_ros.backends import Cancelled  # noqa: E402
 from diffpose_ros.backends.child import kill_children  # noqa: E402
 from diffpose_ros.camera import Intrinsics  # noqa: E402
+from diffpose_ros.detector.follow import FollowConfig  # noqa: E402
 from diffpose_ros.filter.people_filter import FilterConfig  # noqa: E402
 from diffpose_ros.msg import HumanPose3DArray  # noqa: E402
 from diffpose_ros.paths import detector_model_problem  # noqa: E402
@@ -95,6 +96,10 @@ PARAMETERS = {
                             "less accurate; README: the detector's table)", (32, 4096), False),
     "detector_letterbox": ("aligned", "detector input shape: aligned (camera aspect, the square input's numbers), "
                            "square, tight", ("aligned", "square", "tight"), False),
+    "detector_follow_every": (0, "follow mode: detect in the whole image only every k-th frame, in between only "
+                              "around the people tracked (0: off; README: follow mode)", (0, 100), True),
+    "detector_follow_margin": (0.3, "follow mode: each tracked box grown by this share of its size on every side",
+                               (0.0, 5.0), True),
     "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
     "lifter_weights": ("", "DiffPose bundle folder ('' = bundled frame model)", None, False),
     "backend": ("auto", "inference backend of the lifter", BACKENDS, False),
@@ -270,6 +275,8 @@ class PoseNode(Node):
         return PipelineConfig(score_threshold=self.p["detector_score_threshold"],
                               min_keypoint_conf=self.p["min_keypoint_conf"], min_keypoints=self.p["min_keypoints"],
                               publish_unreliable=self.p["publish_unreliable"], max_people=self.p["max_people"],
+                              follow=FollowConfig(every=self.p["detector_follow_every"],
+                                                  margin=self.p["detector_follow_margin"]),
                               filter=FilterConfig(
                                   enabled=self.p["filter_enabled"], model=self.p["filter_model"],
                                   max_prediction_s=self.p["filter_max_prediction_s"],
@@ -437,10 +444,7 @@ class PoseNode(Node):
     def _reset_for_time_jump(self, stamp: float):
         """Start over at `stamp`: no track or temporal window continues across the jump (track
         ids keep counting, so none is reused); logged once per jump, counted as time_jumps."""
-        tracker = self.pipeline.tracker
-        self.jump_removed_ids = self.jump_removed_ids + [t.track_id for t in tracker.tracks]
-        tracker.tracks = []
-        self.pipeline.lifter.reset()
+        self.jump_removed_ids = self.jump_removed_ids + self.pipeline.forget_tracks()
         self.counters["time_jumps"] += 1
         self.get_logger().warning(
             f"time jumped back from {self.last_stamp:.6f} to {stamp:.6f} (bag played again, simulator reset "
@@ -474,6 +478,8 @@ class PoseNode(Node):
             if times:
                 values[f"{stage}_p50_ms"] = f"{np.median(times) * 1e3:.2f}"
         values.update({k: str(v) for k, v in sorted(self.counters.items())})
+        if pipeline is not None:       # follow mode: detector frames on the whole image / a region / redone
+            values.update({f"detector_frames_{k}": str(v) for k, v in pipeline.follower.counts.items()})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         self.pub_diag.publish(DiagnosticArray(header=self._diag_header(), status=[status]))
 

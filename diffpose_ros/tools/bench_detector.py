@@ -18,6 +18,14 @@ model is calibrated on frames 400:795, never on these):
   tracking  the tracker on vtest.avi frames 0..99 (10 fps): same-person frame pairs (box IoU > 0.5
             with a box of the previous frame) and how many of them changed id
 
+--follow adds follow mode (detector/follow.py: the whole image every k-th frame, in between only
+around the people tracked) on vtest.avi frames 0..399 in order at the camera's 768x576 (people
+about 100 px tall, as a robot sees them at several metres): per k, the detector's cost per frame
+(whole, region and redone frames together), the share of each kind of frame, and against the
+whole image every frame (k = 0) on the same frames: people found, keypoint distance of the
+matched people, and the tracker's id switches. The settings run in lock step (every frame
+through each, the order rotated), so load hits them alike.
+
 --explain adds latency rows that explain a slow detector (1 vs 2 threads, spinning, the graph
 optimisation levels; threads and spinning do not change the numbers, so no accuracy check), the
 first call after start, and the frame content (no person, 1, 2, 3 people).
@@ -225,6 +233,54 @@ def id_switches(det: YoloPoseDetector, frames: list, fps: float = 10.0) -> dict:
     return {"frames": len(frames), "pairs": pairs, "id_switches": switches}
 
 
+FOLLOW_FRAMES = range(400)
+FOLLOW_EVERY = (0, 3, 5, 10)
+
+
+def follow(every_values, score: float, fps: float = 25.0, margin: float = 0.3) -> dict:
+    """Follow mode against the whole image every frame (every = 0) on vtest.avi in order."""
+    from diffpose_ros.detector.follow import FollowConfig
+    from diffpose_ros.pipeline import PipelineConfig, PosePipeline
+    frames = video_frames(FOLLOW_FRAMES)
+    det = YoloPoseDetector(score_threshold=score, threads=2)     # stateless: one session serves all
+    pipes = {k: PosePipeline(det, Tracker(), None, PipelineConfig(score_threshold=score,
+                                                                   follow=FollowConfig(every=k, margin=margin)))
+             for k in every_values}
+    ms = {k: [] for k in pipes}
+    region_ms = {k: [] for k in pipes}
+    dets = {k: [] for k in pipes}
+    prev = {k: {} for k in pipes}
+    pairs = {k: 0 for k in pipes}
+    switches = {k: 0 for k in pipes}
+    order = list(pipes)
+    for f, img in enumerate(tqdm(frames, desc="follow", unit="frame")):
+        for k in order[f % len(order):] + order[:f % len(order)]:
+            regions_before = pipes[k].follower.counts["region"] - pipes[k].follower.counts["redone"]
+            t0 = time.perf_counter()
+            tracks, _ = pipes[k].detect_and_track(img, f / fps)
+            ms[k].append((time.perf_counter() - t0) * 1e3)
+            if pipes[k].follower.counts["region"] - pipes[k].follower.counts["redone"] > regions_before:
+                region_ms[k].append(ms[k][-1])          # a frame served by regions alone
+            dets[k].append([t.detection for t in tracks])
+            cur = {t.track_id: t.detection.box for t in tracks}
+            for tid, box in cur.items():
+                for pid, pbox in prev[k].items():
+                    if box_iou(box[None], pbox[None])[0, 0] > 0.5:
+                        pairs[k] += 1
+                        switches[k] += tid != pid
+            prev[k] = cur
+    runs = {}
+    for k in pipes:
+        runs[str(k)] = {"every": k, "margin": margin, "detect_and_track": stats(ms[k]),
+                        "mean_ms": round(float(np.mean(ms[k])), 2), "region_frames": stats(region_ms[k]),
+                        "frames": dict(pipes[k].follower.counts),
+                        "people_per_frame": round(float(np.mean([len(d) for d in dets[k]])), 2),
+                        "tracking": {"pairs": pairs[k], "id_switches": switches[k]}}
+        if k != 0 and 0 in pipes:
+            runs[str(k)]["against_whole_image"] = compare(dets[0], dets[k], score)
+    return {"video": "vtest.avi", "frames": len(frames), "score_threshold": score, "runs": runs}
+
+
 def accuracy(settings: list[Setting], reference: Setting, score: float) -> dict:
     photos = [_read(n) for n in PHOTOS]
     video = video_frames(EVAL_VIDEO_FRAMES)
@@ -267,6 +323,22 @@ def explain(reference: Setting, rounds: int, score: float) -> dict:
     for p in scenes:
         content[f"{p} people in the scene"] = {**stats(times[p]), "detections": counts[p]}
     return {"first_call": first, f"frame_content ({reference.name})": content}
+
+
+def print_follow(fol: dict) -> None:
+    print(f"\nfollow mode on {fol['video']} ({fol['frames']} frames in order, score >= {fol['score_threshold']}): "
+          "detector + tracker per frame; against the whole image every frame")
+    print(f"{'every k':>7s} {'median / p90 / mean ms':>24s} {'region frames ms':>16s} {'frames whole/region/redone':>27s} {'people':>6s} "
+          f"{'found/ref (+extra)':>18s} {'keypoints med / p90 px':>22s} {'id switches / pairs':>19s}")
+    for v in fol["runs"].values():
+        t, c, a = v["detect_and_track"], v["frames"], v.get("against_whole_image")
+        vs = (f"{a['found']}/{a['reference_people']} (+{a['extra']})",
+              f"{a['keypoint_median_px']} / {a['keypoint_p90_px']}") if a else ("-", "-")
+        rm = v["region_frames"].get("median_ms")
+        print(f"{v['every']:7d} {t['median_ms']:8.1f} / {t['p90_ms']:5.1f} / {v['mean_ms']:5.1f} "
+              f"{('-' if rm is None else f'{rm:.1f}'):>16s} "
+              f"{c['whole']:>11d}/{c['region']}/{c['redone']:<8d} {v['people_per_frame']:6.2f} {vs[0]:>18s} "
+              f"{vs[1]:>22s} {v['tracking']['id_switches']:>9d} / {v['tracking']['pairs']}")
 
 
 def print_tables(result: dict) -> None:
@@ -316,6 +388,9 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=10, help="frames per setting and round")
     ap.add_argument("--score", type=float, default=0.4, help="person score threshold (the node's default)")
     ap.add_argument("--no-accuracy", action="store_true", help="latency only")
+    ap.add_argument("--follow", type=int, nargs="*", default=None, metavar="K",
+                    help=f"also follow mode on vtest.avi for these k (default {' '.join(map(str, FOLLOW_EVERY))}; "
+                         "0 = the whole image every frame, the comparison)")
     ap.add_argument("--explain", action="store_true", help="also the threads/spinning/optimisation rows, "
                     "the first call and the frame content")
     ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_detector" / "bench_detector.json")
@@ -351,10 +426,14 @@ def main(argv=None):
     _write(args.out, result)                    # the latency part is kept if the accuracy part is stopped
     if not args.no_accuracy:
         result["accuracy"] = accuracy(compared, reference, args.score)
+    if args.follow is not None:
+        result["follow"] = follow(sorted(set([0] + (args.follow or list(FOLLOW_EVERY)))), args.score)
     if args.explain:
         result["explain"] = explain(reference, args.rounds, args.score)
     result["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     print_tables(result)
+    if "follow" in result:
+        print_follow(result["follow"])
     _write(args.out, result)
     print(f"\nwrote {args.out}")
     return 0

@@ -41,7 +41,7 @@ from ..lifter.metrics import CHI2_3DOF_90
 from ..paths import REPO_DIR, WEIGHTS_DIR
 from . import common
 
-CODE_VERSION = "filter-eval-v2"
+CODE_VERSION = "filter-eval-v3"        # v3: sequences carry the lifter's size_var
 DROPS = ("none", "random10", "random30", "gap1s")
 MOCAP_FPS = 30.0
 WARMUP_S = 1.0                  # metrics are also given without each track's first second
@@ -70,12 +70,16 @@ def weights_hash(weights: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int = 0) -> dict | None:
-    """One (clip, camera, rate) sequence, lifted; dict of arrays (None if too few frames)."""
+def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int = 0,
+                         body_scale: float = 1.0) -> dict | None:
+    """One (clip, camera, rate) sequence, lifted; dict of arrays (None if too few frames).
+    body_scale: the whole motion scaled about the world origin (a person that much taller doing
+    the same motion, stride and speed included)."""
     from ..data.dataset import MOCAP_DIR, clip_hash, load_clip_h36m, make_sequence
     from ..data.noise import NoiseConfig
     from ..data.virtual_camera import CameraConfig
     pose, floor, _ = load_clip_h36m(MOCAP_DIR / clip)
+    pose, floor = pose * np.float32(body_scale), floor * body_scale
     grid = np.arange(0, len(pose), int(round(MOCAP_FPS / rate)))
     # the same camera at every rate: the generator depends on the clip and camera index only
     rng = np.random.default_rng([seed, clip_hash(clip), cam_i])
@@ -96,9 +100,10 @@ def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int =
     else:
         res = lifter.lift(s["keypoints_px"], s["conf"], s["K"][0])
         get = lambda k: getattr(res, k)  # noqa: E731
-    return {"clip": clip, "camera": cam_i, "rate": float(rate), "grid": grid, "frame": s["frame"],
+    return {"clip": clip, "camera": cam_i, "rate": float(rate), "body_scale": float(body_scale),
+            "grid": grid, "frame": s["frame"],
             "truth": truth, "root": get("root"), "root_cov": get("root_cov"), "rel": get("positions_rel"),
-            "rel_cov": get("covariance_rel"), "positions": get("positions")}
+            "rel_cov": get("covariance_rel"), "positions": get("positions"), "size_var": get("size_var")}
 
 
 def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
@@ -112,10 +117,11 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
     whash = weights_hash(args.weights)
     lifter = None
     seqs, cached = [], 0
-    jobs = [(c, k, r) for c in clips for k in range(args.cameras) for r in args.rates]
-    for clip, cam_i, rate in tqdm(jobs, desc="lifted sequences"):
-        key = hashlib.sha1(json.dumps([clip, cam_i, rate, args.seed, whash, args.steps, args.n_hyp,
-                                       CODE_VERSION]).encode()).hexdigest()[:20]
+    scales = getattr(args, "body_scales", [1.0])
+    jobs = [(c, k, r, b) for c in clips for k in range(args.cameras) for r in args.rates for b in scales]
+    for clip, cam_i, rate, body in tqdm(jobs, desc="lifted sequences"):
+        key = hashlib.sha1(json.dumps([clip, cam_i, rate, args.seed, whash, args.steps, args.n_hyp, CODE_VERSION]
+                                      + ([] if body == 1.0 else [body])).encode()).hexdigest()[:20]
         path = folder / f"{key}.npz"
         if path.exists() and not args.no_cache:
             with np.load(path, allow_pickle=False) as z:
@@ -124,10 +130,11 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
             if d.pop("empty", False):
                 continue
             d["clip"], d["camera"], d["rate"] = str(d["clip"]), int(d["camera"]), float(d["rate"])
+            d["body_scale"] = float(d.get("body_scale", 1.0))
             seqs.append(d)
             continue
         lifter = lifter or make_lifter()
-        d = make_sequence_lifted(clip, cam_i, rate, lifter, args.seed)
+        d = make_sequence_lifted(clip, cam_i, rate, lifter, args.seed, body)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **({"empty": True} if d is None else d))
         tmp.replace(path)
@@ -152,10 +159,11 @@ def drop_mask(seq: dict, kind: str, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown drop kind {kind!r}")
 
 
-def run_filter(seq: dict, dropped: np.ndarray, config) -> dict:
-    """Run a fresh PeopleFilter over the sequence's grid; per grid stamp outputs (NaN where none)."""
+def run_filter(seq: dict, dropped: np.ndarray, config, noise=None) -> dict:
+    """Run a fresh PeopleFilter over the sequence's grid; per grid stamp outputs (NaN where none).
+    noise: a ProcessNoise (default: the shipped process_noise.json)."""
     from ..filter.people_filter import PeopleFilter
-    f = PeopleFilter(config)
+    f = PeopleFilter(config, noise)
     grid = seq["grid"]
     idx = {int(fr): i for i, fr in enumerate(seq["frame"]) if not dropped[i]}
     G = len(grid)
@@ -172,7 +180,7 @@ def run_filter(seq: dict, dropped: np.ndarray, config) -> dict:
             r = f.step(t, [], np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros((0, 17, 3)), np.zeros((0, 17, 3, 3)))
         else:
             r = f.step(t, [0], seq["root"][i:i + 1], seq["root_cov"][i:i + 1], seq["rel"][i:i + 1],
-                       seq["rel_cov"][i:i + 1])
+                       seq["rel_cov"][i:i + 1], seq["size_var"][i:i + 1])
             out["meas"][g] = i
             out["gated"][g] = 0 in r.gated
         s = r.states.get(0)
@@ -195,7 +203,7 @@ def _jitter(p: np.ndarray, ok: np.ndarray, dt: float) -> np.ndarray:
     return np.linalg.norm(acc, axis=-1).mean(axis=-1)
 
 
-def score(seqs: list[dict], drop: str, config, seed: int = 0) -> dict:
+def score(seqs: list[dict], drop: str, config, seed: int = 0, noise=None) -> dict:
     """Metrics of one drop condition over the given sequences."""
     from scipy.signal import savgol_filter
     from ..data.dataset import clip_hash
@@ -204,7 +212,7 @@ def score(seqs: list[dict], drop: str, config, seed: int = 0) -> dict:
                            "gated", "depth", "nll", "verr_w", "perr_f_w", "perr_raw_w", "in_p_w", "in_v_w")}
     for s in seqs:
         rng = np.random.default_rng([seed, clip_hash(s["clip"]), s["camera"], int(s["rate"]), DROPS.index(drop)])
-        out = run_filter(s, drop_mask(s, drop, rng), config)
+        out = run_filter(s, drop_mask(s, drop, rng), config, noise)
         grid = s["grid"]
         truth = s["truth"][grid]
         root_t = s["truth"][:, 0]
@@ -279,11 +287,15 @@ def score(seqs: list[dict], drop: str, config, seed: int = 0) -> dict:
 
 # ---------------------------------------------------------------------------- measurement errors
 def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
-    """How the lifter's root errors behave over time and in their tails. Correlation: the
-    integrated correlation time per axis of the lifter's root errors, tau = dt (1 + 2 sum rho_k),
-    at the highest rate among the sequences: errors whitened by the lifter's own std and
-    demeaned per sequence (a sequence's constant offset is a bias no filter can remove); the sum
-    stops at the first negative rho_k or at max_lag_s."""
+    """How the lifter's root errors behave over time and in their tails, as the filter sees them:
+    demeaned per sequence (a sequence's constant offset, the body size above all, is a bias no
+    filter can remove; the filter carries it as the lifter's size term) and against the lifter's
+    root covariance without that term (people_filter.without_size). Correlation: the integrated
+    correlation time per axis, tau = dt (1 + 2 sum rho_k), at the highest rate among the
+    sequences, errors whitened by that std; the sum stops at the first negative rho_k or at
+    max_lag_s. Tails: Student-t dof by maximum likelihood. Also reported: the share of the raw
+    errors inside the lifter's own (full) 90 % ellipsoids."""
+    from ..filter.people_filter import without_size
     rate = max(s["rate"] for s in seqs)
     step = int(round(MOCAP_FPS / rate))
     num, den0, den1 = {}, {}, {}
@@ -292,8 +304,8 @@ def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
         if s["rate"] != rate:
             continue
         e = s["root"] - s["truth"][s["frame"], 0]
-        e = e / np.sqrt(np.diagonal(s["root_cov"], axis1=1, axis2=2))
         e = e - e.mean(axis=0)
+        e = e / np.sqrt(np.diagonal(without_size(s["root_cov"], s["root"], s["size_var"]), axis1=1, axis2=2))
         pos = {int(f): i for i, f in enumerate(s["frame"])}
         samples += len(e)
         for k in range(1, int(max_lag_s * rate) + 1):
@@ -315,33 +327,50 @@ def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
         tau.append(float((1 + 2 * r.sum()) / rate))
     # tails: Student-t with the lifter's covariance as its scale, dof by maximum likelihood
     from scipy.special import gammaln
-    d2 = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(s["root_cov"]), e)
-                         for s in seqs for e in [s["root"] - s["truth"][s["frame"], 0]]])
+    d2_raw = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(s["root_cov"]), e)
+                             for s in seqs for e in [s["root"] - s["truth"][s["frame"], 0]]])
+    d2 = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(without_size(s["root_cov"], s["root"], s["size_var"])), e)
+                         for s in seqs for e0 in [s["root"] - s["truth"][s["frame"], 0]] for e in [e0 - e0.mean(0)]])
     nus = np.exp(np.linspace(0.0, np.log(200.0), 400))
     ll = [np.sum(gammaln((v + 3) / 2) - gammaln(v / 2) - 1.5 * np.log(v) - (v + 3) / 2 * np.log1p(d2 / v)) for v in nus]
     return {"correlation_s": [round(t, 4) for t in tau], "student_t_dof": round(float(nus[int(np.argmax(ll))]), 2),
-            "share_inside_chi2_90": round(float((d2 <= CHI2_3DOF_90).mean()), 3), "rate_hz": rate,
+            "share_inside_chi2_90": round(float((d2_raw <= CHI2_3DOF_90).mean()), 3),
+            "share_inside_chi2_90_demeaned_without_size": round(float((d2 <= CHI2_3DOF_90).mean()), 3), "rate_hz": rate,
             "samples": samples, "lag1_correlation": [round(float(v), 3) for v in rho[0]]}
 
 
-SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
-def select_process_noise_scale(seqs: list[dict], drops=("none", "gap1s"), scales=SCALES, seed: int = 0) -> dict:
-    """The root process-noise scale with the lowest mean negative log-likelihood of the true
+def select_measurement_model(seqs: list[dict], fit: dict, drops=("none", "gap1s"), scales=SCALES,
+                             seed: int = 0) -> dict:
+    """The filter's error model, chosen by the lowest mean negative log-likelihood of the true
     root state (position, velocity) under the filter's output, averaged over rates and drop
-    conditions: a proper score, so accuracy and honest covariances both count. The mocap fit
-    describes the smooth path of most frames; rare manoeuvres (turning round) need more."""
+    conditions (a proper score: accuracy and honest covariances both count): the root
+    process-noise scale (the mocap fit describes the smooth path of most frames; rare manoeuvres,
+    turning round, may need more) and whether the fitted Student-t tails and error correlation
+    time help at all (each is fitted on its own; together with the filter they may not)."""
+    import dataclasses
     from ..filter.people_filter import FilterConfig
+    from ..filter.process_noise import load_process_noise
+    base = load_process_noise("cv")
     rates = sorted({s["rate"] for s in seqs})
     table = {}
-    for scale in scales:
-        config = FilterConfig(process_noise_scale=scale)
-        vals = [score([s for s in seqs if s["rate"] == r], d, config, seed)["nll_true_state"] for r in rates for d in drops]
-        table[scale] = float(np.mean(vals))
-        print(f"  root process noise x{scale:g}: mean NLL of the true state {table[scale]:.3f}", flush=True)
-    best = min(table, key=table.get)
-    return {"process_noise_scale": best, "nll_by_scale": {f"{k:g}": round(v, 4) for k, v in table.items()},
+    for tails in ("student_t", "gaussian"):
+        for corr in ("correlated", "independent"):
+            noise = dataclasses.replace(
+                base, measurement_dof=fit["student_t_dof"] if tails == "student_t" else np.inf,
+                measurement_correlation_s=np.array(fit["correlation_s"] if corr == "correlated" else [0.0] * 3))
+            for scale in scales:
+                config = FilterConfig(process_noise_scale=scale)
+                vals = [score([s for s in seqs if s["rate"] == r], d, config, seed, noise)["nll_true_state"]
+                        for r in rates for d in drops]
+                table[(tails, corr, scale)] = float(np.mean(vals))
+                print(f"  {tails:9s} {corr:11s} root process noise x{scale:g}: mean NLL of the true state "
+                      f"{table[(tails, corr, scale)]:.3f}", flush=True)
+    tails, corr, scale = min(table, key=table.get)
+    return {"process_noise_scale": scale, "tails": tails, "errors_over_time": corr,
+            "nll": {f"{t}/{c}/x{k:g}": round(v, 4) for (t, c, k), v in table.items()},
             "drops": list(drops), "rates_hz": rates}
 
 
@@ -360,7 +389,7 @@ def benchmark(seq: dict, config, people=(1, 3), frames: int = 300) -> dict:
             sl = lambda a: np.repeat(a[i:i + 1], P, axis=0)  # noqa: E731
             t0 = time.perf_counter()
             f.step(100.0 + k / 30.0, ids, sl(seq["root"]) + np.arange(P)[:, None], sl(seq["root_cov"]),
-                   sl(seq["rel"]), sl(seq["rel_cov"]))
+                   sl(seq["rel"]), sl(seq["rel_cov"]), sl(seq["size_var"]))
             times.append(time.perf_counter() - t0)
         res[f"{P}_people_ms_p50"] = float(np.median(times[20:]) * 1e3)
         res[f"{P}_people_ms_p90"] = float(np.percentile(times[20:], 90) * 1e3)
@@ -392,7 +421,7 @@ def plot(seq: dict, config, path: Path, table: dict):
     if gap.size:
         ax.axvspan(gap.min(), gap.max(), color="0.85", label="1 s gap (no input)")
     ax.set_xlabel("time [s]"); ax.set_ylabel("depth z [m]"); ax.legend(fontsize=8)
-    ax.set_title(f"{Path(seq['clip']).stem}, {seq['rate']:.0f} Hz")
+    ax.set_title(f"{Path(seq['clip']).stem}, {seq['rate']:.0f} Hz, body x{seq['body_scale']:g}")
     ax = axes[1]
     speed_t = np.linalg.norm(v_t[:, [0, 2]], axis=1)
     ax.plot(tt, v_t[:, 2], "k-", lw=1, label="true v_z")
@@ -436,6 +465,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit-clips", type=int, default=None)
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip")
     p.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0])
+    p.add_argument("--body-scales", type=float, nargs="+", default=[1.0],
+                   help="run every clip also with the skeleton (and its motion) scaled by these factors "
+                        "(body size is what one camera cannot see; the shipped table uses 0.9 1.0 1.15)")
     p.add_argument("--drops", nargs="+", default=list(DROPS), choices=DROPS)
     p.add_argument("--models", nargs="+", default=["cv"], choices=["cv", "ca"],
                    help="motion models to compare (the first one is plotted)")
@@ -481,9 +513,13 @@ def main(argv=None) -> int:
         from ..filter.process_noise import NOISE_FILE
         fit = fit_measurement_errors(seqs)
         data = json.loads(NOISE_FILE.read_text())
-        data["measurement"] = {k: v for k, v in fit.items()}
-        NOISE_FILE.write_text(json.dumps(data, indent=1) + "\n")        # the selection below uses it
-        fit.update(select_process_noise_scale(seqs, seed=args.seed))
+        data["measurement"] = {}           # the selection starts from the unscaled mocap fit
+        NOISE_FILE.write_text(json.dumps(data, indent=1) + "\n")
+        fit.update(select_measurement_model(seqs, fit, seed=args.seed))
+        # what the filter uses (process_noise.load_process_noise): the fitted values where chosen
+        fit["fitted_student_t_dof"], fit["fitted_correlation_s"] = fit.pop("student_t_dof"), fit.pop("correlation_s")
+        fit["student_t_dof"] = fit["fitted_student_t_dof"] if fit["tails"] == "student_t" else None
+        fit["correlation_s"] = fit["fitted_correlation_s"] if fit["errors_over_time"] == "correlated" else [0.0] * 3
         fit["provenance"] = {"command": "diffpose-evaluate-filter " + " ".join(argv if argv is not None else sys.argv[1:]),
                              "split": args.split, "clips": len(clips), "cameras_per_clip": args.cameras,
                              "weights": _repo_relative(args.weights), "weights_hash": weights_hash(args.weights),
@@ -491,9 +527,11 @@ def main(argv=None) -> int:
         data = json.loads(NOISE_FILE.read_text())
         data["measurement"] = fit
         NOISE_FILE.write_text(json.dumps(data, indent=1) + "\n")
-        print(f"root process noise scale {fit['process_noise_scale']:g} (lowest NLL)")
-        print(f"lifter root errors: Student-t dof {fit['student_t_dof']}, {fit['share_inside_chi2_90']} inside the "
-              f"90 % ellipsoid; correlation time {fit['correlation_s']} s (lag-1 correlation "
+        print(f"chosen (lowest NLL): root process noise x{fit['process_noise_scale']:g}, {fit['tails']} errors, "
+              f"{fit['errors_over_time']} over time")
+        print(f"lifter root errors: Student-t dof {fit['fitted_student_t_dof']}, {fit['share_inside_chi2_90']} inside the "
+              f"lifter's 90 % ellipsoid ({fit['share_inside_chi2_90_demeaned_without_size']} demeaned, without the "
+              f"size term); correlation time {fit['fitted_correlation_s']} s (lag-1 correlation "
               f"{fit['lag1_correlation']} at {fit['rate_hz']:g} Hz, {fit['samples']} samples) -> {NOISE_FILE}")
         return 0
     result = {"split": args.split, "clips": len(clips), "sequences": len(seqs), "cameras_per_clip": args.cameras,
@@ -511,8 +549,11 @@ def main(argv=None) -> int:
               f"{'in90 p':>6} {'v':>5} {'pred p':>6} {'v':>5} | gated")
         for rate in args.rates:
             for drop in args.drops:
-                for cls in ("all", "walk", "run"):
-                    sub = [s for s in seqs if s["rate"] == rate and (cls == "all" or motion_class(s["clip"]) == cls)]
+                by_size = [f"x{b:g}" for b in args.body_scales] if len(args.body_scales) > 1 else []
+                for cls in ["all", "walk", "run"] + by_size:
+                    sub = [s for s in seqs if s["rate"] == rate and (
+                        cls == "all" or (f"x{s['body_scale']:g}" == cls if cls.startswith("x") else
+                                         motion_class(s["clip"]) == cls))]
                     if not sub:
                         continue
                     r = score(sub, drop, config, args.seed)
@@ -536,6 +577,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     walk10 = [s for s in seqs if s["rate"] == 10.0 and motion_class(s["clip"]) == "walk"] or seqs
+    walk10 = [s for s in walk10 if s["body_scale"] == 1.0] or walk10      # the skeleton as captured
     if args.plot:
         plot(max(walk10, key=lambda s: len(s["frame"])), first_config, args.plot, first_table)
         print(f"plot -> {args.plot}")

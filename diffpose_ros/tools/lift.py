@@ -11,7 +11,8 @@ Input npz keys:
   format     optional 'h36m' (default) or 'coco17'
 Output npz: poses3d (F,17,3) metres camera frame (absolute), poses3d_root_relative, covariance
 (F,17,3,3) absolute (incl. root uncertainty), covariance_root_relative, root (F,3), root_cov
-(F,3,3), hypotheses (F,N,17,3) root-relative.
+(F,3,3), hypotheses (F,N,17,3) root-relative, size_var (F,) the variance of the relative
+body-size error, whose term size_var X X^T is part of each absolute covariance.
 With track_ids in the input (and without --no-filter), the per-track filter runs over the rows in
 stamp order (diffpose_ros/filter, the node's defaults) and each row also gets: filtered_root (F,3),
 velocity (F,3) m/s, state_covariance (F,6,6) of (root, velocity), filtered_poses3d (F,17,3),
@@ -122,7 +123,8 @@ def filter_rows(stamps, track_ids, lifted: dict, config=None) -> dict:
         if len(set(ids.tolist())) != len(ids):
             raise InputError(f"track id repeated within one image (stamp {stamps[rows[0]]}): {ids.tolist()}")
         step = f.step(stamps[rows[0]], ids, lifted["root"][rows], lifted["root_cov"][rows],
-                      lifted["positions_rel"][rows], lifted["covariance_rel"][rows])
+                      lifted["positions_rel"][rows], lifted["covariance_rel"][rows],
+                      lifted["size_var"][rows] if "size_var" in lifted else None)
         for r, tid in zip(rows, ids):
             s = step.states[int(tid)]
             out["filtered_root"][r], out["velocity"][r], out["state_covariance"][r] = s.root, s.velocity, s.covariance
@@ -169,7 +171,7 @@ def main(argv=None):
         from ..backends import make_backend
         runner = make_backend(args.backend, args.weights, steps=args.steps, threads=args.threads)
     lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
-    keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses")
+    keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses", "size_var")
     outs = {k: [] for k in keys}
     if lifter.temporal:  # frame by frame, so each track's causal buffer sees the past only
         chunks = [(slice(f, f + 1), [int(tids[f])]) for f in range(len(kp))]
@@ -182,7 +184,7 @@ def main(argv=None):
     o = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
             "covariance": o["covariance"], "covariance_root_relative": o["covariance_rel"],
-            "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"]}
+            "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"]}
     if inp.has_track_ids and not args.no_filter:
         stamps = inp.row_stamps(args.fps)
         try:
