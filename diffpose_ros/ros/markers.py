@@ -24,33 +24,45 @@ ID_VELOCITY, ID_AHEAD = 40, 41       # the filter's velocity arrow and look-ahea
 ARROW_S = 1.0                        # the arrow shows the displacement over this time
 
 
+def ellipsoids(covs: np.ndarray, chi2: float = CHI2_3DOF_90):
+    """(n, 3, 3) covariances -> (diameters (n, 3), quaternions xyzw (n, 4)) of their chi2-level
+    ellipsoids, in one batched eigendecomposition (a person has 17)."""
+    covs = np.asarray(covs, dtype=np.float64).reshape(-1, 3, 3)
+    w, v = np.linalg.eigh(0.5 * (covs + np.swapaxes(covs, 1, 2)))
+    w = np.clip(w, 0.0, None)
+    v[np.linalg.det(v) < 0, :, 0] *= -1.0          # rotations, not reflections
+    return 2.0 * np.sqrt(chi2 * w), rotations_to_quaternions(v)
+
+
 def ellipsoid(cov: np.ndarray, chi2: float = CHI2_3DOF_90):
     """3x3 covariance -> (diameters (3,), quaternion xyzw) of its chi2-level ellipsoid."""
-    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
-    w = np.clip(w, 0.0, None)
-    if np.linalg.det(v) < 0:             # a rotation, not a reflection
-        v[:, 0] = -v[:, 0]
-    return 2.0 * np.sqrt(chi2 * w), rotation_to_quaternion(v)
+    diam, q = ellipsoids(cov, chi2)
+    return diam[0], q[0]
+
+
+def rotations_to_quaternions(R: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotation matrices -> unit quaternions (n, 4) xyzw, numerically safe for all
+    rotations: each from the largest of 1 + trace and the three 1 + 2 R_ii - trace (Shepperd)."""
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    d = np.stack([R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]], 1)
+    t = d.sum(1)
+    cand = np.stack([1.0 + t, 1.0 + 2 * d[:, 0] - t, 1.0 + 2 * d[:, 1] - t, 1.0 + 2 * d[:, 2] - t], 1)
+    k = np.argmax(cand, 1)
+    s = 2.0 * np.sqrt(np.maximum(cand[np.arange(len(R)), k], 1e-300))   # 4 |q_k|
+    a = R[:, 2, 1] - R[:, 1, 2]
+    b = R[:, 0, 2] - R[:, 2, 0]
+    c = R[:, 1, 0] - R[:, 0, 1]
+    xy, xz, yz = R[:, 0, 1] + R[:, 1, 0], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 2] + R[:, 2, 1]
+    q = np.select([k[:, None] == 0, k[:, None] == 1, k[:, None] == 2],
+                  [np.stack([a, b, c, 0.25 * s * s], 1), np.stack([0.25 * s * s, xy, xz, a], 1),
+                   np.stack([xy, 0.25 * s * s, yz, b], 1)],
+                  np.stack([xz, yz, 0.25 * s * s, c], 1)) / s[:, None]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> unit quaternion (x, y, z, w), numerically safe for all rotations."""
-    m = R
-    t = np.trace(m)
-    if t > 0:
-        s = 2.0 * np.sqrt(t + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.asarray(q)
-    return q / np.linalg.norm(q)
+    """Rotation matrix -> unit quaternion (x, y, z, w)."""
+    return rotations_to_quaternions(R)[0]
 
 
 def confidence_color(conf: float, alpha: float = 1.0) -> ColorRGBA:
@@ -82,9 +94,9 @@ def person_markers(person: Person3D, header, lifetime_s: float = 0.5) -> list[Ma
     joints.points = pts
     joints.colors = [confidence_color(c) for c in person.keypoint_conf]
     out = [bones, joints]
-    for j in range(NUM_JOINTS):
+    diams, quats = ellipsoids(person.covariance)
+    for j, (diam, q) in enumerate(zip(diams, quats)):
         e = _marker(header, ns, ID_ELLIPSOID0 + j, Marker.SPHERE, lifetime_s)
-        diam, q = ellipsoid(np.asarray(person.covariance[j]))
         e.pose.position = pts[j]
         e.pose.orientation.x, e.pose.orientation.y, e.pose.orientation.z, e.pose.orientation.w = map(float, q)
         e.scale.x, e.scale.y, e.scale.z = (float(max(d, 1e-3)) for d in diam)
