@@ -34,6 +34,23 @@ class FollowConfig:
             raise ValueError(f"follow max_area must be in (0, 1], got {self.max_area}")
 
 
+def merge_overlapping(boxes: list) -> list:
+    """xyxy boxes -> boxes none of which overlap: every overlapping pair replaced by its union,
+    until none is left."""
+    out = []
+    for box in boxes:
+        box = np.asarray(box, np.float64)
+        while True:
+            hit = next((i for i, o in enumerate(out)
+                        if box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3]), None)
+            if hit is None:
+                break
+            o = out.pop(hit)
+            box = np.r_[np.minimum(box[:2], o[:2]), np.maximum(box[2:], o[2:])]
+        out.append(box)
+    return out
+
+
 class Follower:
     """Decides per frame: the whole image (None) or regions around the people followed."""
 
@@ -59,20 +76,7 @@ class Follower:
         grow = cfg.margin * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         grown = np.stack([boxes[:, 0] - grow, boxes[:, 1] - grow, boxes[:, 2] + grow, boxes[:, 3] + grow], 1)
         grown = np.clip(grown, 0.0, [w, h, w, h])
-        regions = [g for g in grown if g[2] > g[0] and g[3] > g[1]]
-        merged = True
-        while merged:                      # merge until no two regions overlap
-            merged = False
-            for i in range(len(regions)):
-                for j in range(i + 1, len(regions)):
-                    a, b = regions[i], regions[j]
-                    if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                        regions[i] = np.r_[np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])]
-                        del regions[j]
-                        merged = True
-                        break
-                if merged:
-                    break
+        regions = merge_overlapping([g for g in grown if g[2] > g[0] and g[3] > g[1]])
         area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions)
         if not regions or area > cfg.max_area * w * h:
             return None

@@ -42,7 +42,7 @@ class LiftResult:
     hypotheses: np.ndarray      # (P,N,17,3) root-relative
     # (P,) variance of the relative body-size error delta, the part size_var * X X^T of every
     # absolute covariance (X = the joint's position): constant over a track, see filter/
-    size_var: np.ndarray | None = None
+    size_var: np.ndarray
 
     def __len__(self):
         return len(self.positions)

@@ -219,17 +219,25 @@ def compare(ref_dets: list[list], cand_dets: list[list], score: float, conf_min:
             "keypoint_per_joint": per_joint}
 
 
+def same_person_pairs(prev: dict, cur: dict) -> tuple[int, int]:
+    """Boxes {track id: box} of two consecutive frames -> (same-person pairs: box IoU > 0.5,
+    how many of them changed id)."""
+    pairs = switches = 0
+    for tid, box in cur.items():
+        for pid, pbox in prev.items():
+            if box_iou(box[None], pbox[None])[0, 0] > 0.5:
+                pairs += 1
+                switches += tid != pid
+    return pairs, switches
+
+
 def id_switches(det: YoloPoseDetector, frames: list, fps: float = 10.0) -> dict:
     """The tracker on consecutive frames: same-person pairs across frames and id changes among them."""
     tracker, prev, pairs, switches = Tracker(), {}, 0, 0
     for f, img in enumerate(frames):
         cur = {t.track_id: t.detection.box for t in tracker.update(det.detect(img), f / fps)}
-        for tid, box in cur.items():
-            for pid, pbox in prev.items():
-                if box_iou(box[None], pbox[None])[0, 0] > 0.5:
-                    pairs += 1
-                    switches += tid != pid
-        prev = cur
+        n, s = same_person_pairs(prev, cur)
+        pairs, switches, prev = pairs + n, switches + s, cur
     return {"frames": len(frames), "pairs": pairs, "id_switches": switches}
 
 
@@ -263,12 +271,8 @@ def follow(every_values, score: float, fps: float = 25.0, margin: float = 0.3) -
                 region_ms[k].append(ms[k][-1])          # a frame served by regions alone
             dets[k].append([t.detection for t in tracks])
             cur = {t.track_id: t.detection.box for t in tracks}
-            for tid, box in cur.items():
-                for pid, pbox in prev[k].items():
-                    if box_iou(box[None], pbox[None])[0, 0] > 0.5:
-                        pairs[k] += 1
-                        switches[k] += tid != pid
-            prev[k] = cur
+            n, s = same_person_pairs(prev[k], cur)
+            pairs[k], switches[k], prev[k] = pairs[k] + n, switches[k] + s, cur
     runs = {}
     for k in pipes:
         runs[str(k)] = {"every": k, "margin": margin, "detect_and_track": stats(ms[k]),

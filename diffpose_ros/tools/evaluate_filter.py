@@ -117,8 +117,7 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
     whash = weights_hash(args.weights)
     lifter = None
     seqs, cached = [], 0
-    scales = getattr(args, "body_scales", [1.0])
-    jobs = [(c, k, r, b) for c in clips for k in range(args.cameras) for r in args.rates for b in scales]
+    jobs = [(c, k, r, b) for c in clips for k in range(args.cameras) for r in args.rates for b in args.body_scales]
     for clip, cam_i, rate, body in tqdm(jobs, desc="lifted sequences"):
         key = hashlib.sha1(json.dumps([clip, cam_i, rate, args.seed, whash, args.steps, args.n_hyp, CODE_VERSION]
                                       + ([] if body == 1.0 else [body])).encode()).hexdigest()[:20]
@@ -296,16 +295,17 @@ def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
     max_lag_s. Tails: Student-t dof by maximum likelihood. Also reported: the share of the raw
     errors inside the lifter's own (full) 90 % ellipsoids."""
     from ..filter.people_filter import without_size
+    raw = [s["root"] - s["truth"][s["frame"], 0] for s in seqs]               # (F, 3) per sequence
+    demeaned = [e - e.mean(axis=0) for e in raw]
+    r_ind = [without_size(s["root_cov"], s["root"], s["size_var"]) for s in seqs]
     rate = max(s["rate"] for s in seqs)
     step = int(round(MOCAP_FPS / rate))
     num, den0, den1 = {}, {}, {}
     samples = 0
-    for s in seqs:
+    for s, e, R in zip(seqs, demeaned, r_ind):
         if s["rate"] != rate:
             continue
-        e = s["root"] - s["truth"][s["frame"], 0]
-        e = e - e.mean(axis=0)
-        e = e / np.sqrt(np.diagonal(without_size(s["root_cov"], s["root"], s["size_var"]), axis1=1, axis2=2))
+        e = e / np.sqrt(np.diagonal(R, axis1=1, axis2=2))
         pos = {int(f): i for i, f in enumerate(s["frame"])}
         samples += len(e)
         for k in range(1, int(max_lag_s * rate) + 1):
@@ -327,10 +327,8 @@ def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
         tau.append(float((1 + 2 * r.sum()) / rate))
     # tails: Student-t with the lifter's covariance as its scale, dof by maximum likelihood
     from scipy.special import gammaln
-    d2_raw = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(s["root_cov"]), e)
-                             for s in seqs for e in [s["root"] - s["truth"][s["frame"], 0]]])
-    d2 = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(without_size(s["root_cov"], s["root"], s["size_var"])), e)
-                         for s in seqs for e0 in [s["root"] - s["truth"][s["frame"], 0]] for e in [e0 - e0.mean(0)]])
+    d2_raw = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(s["root_cov"]), e) for s, e in zip(seqs, raw)])
+    d2 = np.concatenate([np.einsum("fi,fij,fj->f", e, np.linalg.inv(R), e) for e, R in zip(demeaned, r_ind)])
     nus = np.exp(np.linspace(0.0, np.log(200.0), 400))
     ll = [np.sum(gammaln((v + 3) / 2) - gammaln(v / 2) - 1.5 * np.log(v) - (v + 3) / 2 * np.log1p(d2 / v)) for v in nus]
     return {"correlation_s": [round(t, 4) for t in tau], "student_t_dof": round(float(nus[int(np.argmax(ll))]), 2),
@@ -547,9 +545,9 @@ def main(argv=None) -> int:
         print(f"{'rate':>4} {'drops':>8} {'class':>5} | {'v err':>5} {'v(avg)':>6} {'v raw':>5} | {'root raw':>8} "
               f"{'filt':>5} {'pred':>5} | {'mpjpe raw':>9} {'filt':>5} | {'jitter raw':>10} {'filt':>5} {'x':>4} | "
               f"{'in90 p':>6} {'v':>5} {'pred p':>6} {'v':>5} | gated")
+        by_size = [f"x{b:g}" for b in args.body_scales] if len(args.body_scales) > 1 else []
         for rate in args.rates:
             for drop in args.drops:
-                by_size = [f"x{b:g}" for b in args.body_scales] if len(args.body_scales) > 1 else []
                 for cls in ["all", "walk", "run"] + by_size:
                     sub = [s for s in seqs if s["rate"] == rate and (
                         cls == "all" or (f"x{s['body_scale']:g}" == cls if cls.startswith("x") else

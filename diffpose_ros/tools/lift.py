@@ -124,7 +124,7 @@ def filter_rows(stamps, track_ids, lifted: dict, config=None) -> dict:
             raise InputError(f"track id repeated within one image (stamp {stamps[rows[0]]}): {ids.tolist()}")
         step = f.step(stamps[rows[0]], ids, lifted["root"][rows], lifted["root_cov"][rows],
                       lifted["positions_rel"][rows], lifted["covariance_rel"][rows],
-                      lifted["size_var"][rows] if "size_var" in lifted else None)
+                      lifted["size_var"][rows])
         for r, tid in zip(rows, ids):
             s = step.states[int(tid)]
             out["filtered_root"][r], out["velocity"][r], out["state_covariance"][r] = s.root, s.velocity, s.covariance
