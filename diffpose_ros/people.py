@@ -61,6 +61,11 @@ def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -
     if not np.all(np.isfinite(cov)):
         raise InvalidPoseError("covariance has non-finite values")
     sym = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    try:    # the common case, 8x cheaper than eigh: every eigenvalue above the floor, nothing to clip
+        np.linalg.cholesky(sym - floor * np.eye(sym.shape[-1]))
+        return sym
+    except np.linalg.LinAlgError:
+        pass
     w, v = np.linalg.eigh(sym)
     scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), floor)
     if np.any(w < -tol * scale):
@@ -69,36 +74,78 @@ def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -
     return (v * w[..., None, :]) @ np.swapaxes(v, -1, -2)
 
 
+def _repair_together(*covs: np.ndarray) -> list[np.ndarray]:
+    """repair_covariance of several (..., n, n) arrays (one n) in one batched eigendecomposition."""
+    arrays = [np.asarray(c, dtype=np.float64) for c in covs]
+    n = arrays[0].shape[-1]
+    repaired = repair_covariance(np.concatenate([a.reshape(-1, n, n) for a in arrays]))
+    ends = np.cumsum([a.size // (n * n) for a in arrays])[:-1]
+    return [r.reshape(a.shape) for r, a in zip(np.split(repaired, ends), arrays)]
+
+
 def _check_arrays(obj, shapes: dict, prefix: str = ""):
     """Raise InvalidPoseError unless every named attribute has its shape and finite values."""
+    values = []
     for name, shape in shapes.items():
         value = np.asarray(getattr(obj, name))
         if value.shape != shape:
             raise InvalidPoseError(f"{prefix}{name} has shape {value.shape}, expected {shape}")
-        if not np.all(np.isfinite(value)):
-            raise InvalidPoseError(f"{prefix}{name} has non-finite values")
+        values.append(value.reshape(-1))
+    if not np.isfinite(np.concatenate(values)).all():       # one test for all; then find which
+        bad = next(n for n, v in zip(shapes, values) if not np.isfinite(v).all())
+        raise InvalidPoseError(f"{prefix}{bad} has non-finite values")
+
+
+PERSON_SHAPES = {"positions": (NUM_JOINTS, 3), "covariance": (NUM_JOINTS, 3, 3), "root": (3,),
+                 "root_covariance": (3, 3), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_conf": (NUM_JOINTS,)}
+STATE_SHAPES = {"root": (3,), "velocity": (3,), "covariance": (6, 6), "positions": (NUM_JOINTS, 3),
+                "joint_covariance": (NUM_JOINTS, 3, 3), "ahead_root": (3,), "ahead_covariance": (3, 3)}
+
+
+def _check_values(person: Person3D) -> tuple[list, list]:
+    """Shapes and finite values of a person and its filter state; returns the (object, name)
+    of its 3x3 and of its 6x6 covariances, to be repaired."""
+    _check_arrays(person, PERSON_SHAPES)
+    covs3, covs6 = [(person, "covariance"), (person, "root_covariance")], []
+    state = person.filtered
+    if state is not None:
+        _check_arrays(state, STATE_SHAPES, prefix="filtered.")
+        if not (np.isfinite(state.time_since_measurement) and state.time_since_measurement >= 0):
+            raise InvalidPoseError(f"filtered.time_since_measurement is {state.time_since_measurement}")
+        covs3 += [(state, "joint_covariance"), (state, "ahead_covariance")]
+        covs6.append((state, "covariance"))
+    return covs3, covs6
+
+
+def _repair_in_place(*groups: list):
+    for group in groups:
+        if group:
+            for (obj, name), cov in zip(group, _repair_together(*(getattr(o, n) for o, n in group))):
+                setattr(obj, name, cov)
 
 
 def check_person(person: Person3D) -> Person3D:
-    """Validate shapes and values; returns the person with repaired covariances."""
-    shapes = {"positions": (NUM_JOINTS, 3), "covariance": (NUM_JOINTS, 3, 3), "root": (3,),
-              "root_covariance": (3, 3), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_conf": (NUM_JOINTS,)}
-    _check_arrays(person, shapes)
-    person.covariance = repair_covariance(person.covariance)
-    person.root_covariance = repair_covariance(person.root_covariance)
-    if person.filtered is not None:
-        check_state(person.filtered)
+    """Validate shapes and values (the filter state's too); returns the person with repaired
+    covariances."""
+    _repair_in_place(*_check_values(person))
     return person
 
 
-def check_state(state: FilteredState) -> FilteredState:
-    """Validate a filter state like check_person; returns it with repaired covariances."""
-    shapes = {"root": (3,), "velocity": (3,), "covariance": (6, 6), "positions": (NUM_JOINTS, 3),
-              "joint_covariance": (NUM_JOINTS, 3, 3), "ahead_root": (3,), "ahead_covariance": (3, 3)}
-    _check_arrays(state, shapes, prefix="filtered.")
-    if not (np.isfinite(state.time_since_measurement) and state.time_since_measurement >= 0):
-        raise InvalidPoseError(f"filtered.time_since_measurement is {state.time_since_measurement}")
-    state.covariance = repair_covariance(state.covariance)
-    state.joint_covariance = repair_covariance(state.joint_covariance)
-    state.ahead_covariance = repair_covariance(state.ahead_covariance)
-    return state
+def check_people(people: list[Person3D]) -> list[InvalidPoseError | None]:
+    """check_person of every person, in place, with one batched repair for all of them (one
+    frame's people cost two eigendecompositions, not a few per person); when any fails, each is
+    checked alone so that only the bad ones are refused. Returns each person's error (None: ok)."""
+    try:
+        groups = [_check_values(p) for p in people]
+        _repair_in_place([c for g in groups for c in g[0]], [c for g in groups for c in g[1]])
+        return [None] * len(people)
+    except InvalidPoseError:
+        errors = []
+        for p in people:
+            try:
+                check_person(p)
+                errors.append(None)
+            except InvalidPoseError as err:
+                errors.append(err)
+        return errors
+

@@ -21,7 +21,7 @@ import numpy as np
 from .camera import Intrinsics  # noqa: F401  (the camera model; re-exported for the pipeline's callers)
 from .detector.follow import FollowConfig, Follower
 from .filter.people_filter import FilterConfig, PeopleFilter
-from .people import InvalidPoseError, Person3D, check_person
+from .people import Person3D, check_people
 
 log = logging.getLogger("diffpose_ros.pipeline")
 
@@ -39,7 +39,8 @@ class PipelineConfig:
 
 @dataclass
 class FrameResult:
-    people: list[Person3D]              # measured people, then people predicted by the filter
+    people: list[Person3D]              # measured people, then people predicted by the filter; all
+                                        # passed check_person, their filter states included
     removed_track_ids: list[int]        # ids published before that are gone now
     timings: dict[str, float]           # seconds: detect, lift, filter, total
     rejected: int = 0                   # people dropped by the numerical guards
@@ -176,9 +177,10 @@ class PosePipeline:
                 kp_ideal = intrinsics.undistort(kp[idx])
                 result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
                                           track_ids=[tracks[i].track_id for i in idx])
+                lifted = []
                 for j, i in enumerate(idx):
                     det = tracks[i].detection
-                    person = Person3D(
+                    lifted.append(Person3D(
                         track_id=tracks[i].track_id, score=float(det.score),
                         positions=result.positions[j], covariance=result.covariance[j],
                         root=result.root[j], root_covariance=result.root_cov[j],
@@ -186,10 +188,11 @@ class PosePipeline:
                         num_hypotheses=self.lifter.n_hyp, diffusion_steps=self.lifter.steps,
                         reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
                         positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j],
-                        covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j]))
-                    try:
-                        people.append(check_person(person))
-                    except InvalidPoseError as err:
+                        covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j])))
+                for person, err in zip(lifted, check_people(lifted)):
+                    if err is None:
+                        people.append(person)
+                    else:
                         rejected += 1
                         log.warning("dropped track %d: %s", person.track_id, err)
         t2 = time.perf_counter()
@@ -275,16 +278,22 @@ class PosePipeline:
             if tid in ids or tid not in self._last_seen or not self.config.publish_unreliable:
                 continue
             kp, box = self._last_seen[tid]
-            person = Person3D(
+            predicted.append(Person3D(
                 track_id=tid, score=0.0, positions=state.positions, covariance=state.joint_covariance,
                 root=state.root, root_covariance=state.covariance[:3, :3], keypoints_2d=kp,
                 keypoint_conf=np.zeros(len(kp)), num_hypotheses=self.lifter.n_hyp,
                 diffusion_steps=self.lifter.steps, reliable=False, box=box,
-                positions_rel=state.positions - state.root, filtered=state)
-            try:
-                predicted.append(check_person(person))
-            except InvalidPoseError as err:
-                log.warning("dropped prediction of track %d: %s", tid, err)
+                positions_rel=state.positions - state.root, filtered=state))
+        # the filter states pass the same guards (the people's own values passed them already)
+        errors = check_people(people + predicted)
+        for p, err in zip(people, errors):
+            if err is not None:                    # the lift itself is still good: publish it
+                log.warning("track %d published without its filter state: %s", p.track_id, err)
+                p.filtered = None
+        for p, err in zip(predicted, errors[len(people):]):
+            if err is not None:
+                log.warning("dropped prediction of track %d: %s", p.track_id, err)
+        predicted = [p for p, err in zip(predicted, errors[len(people):]) if err is None]
         for tid in [t for t in self._last_seen if t not in self.filter.tracks]:   # bounded by the tracks
             del self._last_seen[tid]
         shown = set(ids) | {p.track_id for p in predicted}

@@ -149,10 +149,10 @@ def test_gate_refuses_gross_lift_and_restarts_after_the_limit():
     f = PeopleFilter(FilterConfig(max_prediction_s=0.35), noise=exact_noise())
     for k in range(10):
         f.step(0.1 * k, *frame([0, 0, 4]))
-    before = f.tracks[7].kf.x.copy()
+    before = f.kf.x[f.tracks[7].rows].copy()
     r = f.step(1.0, *frame([0, 0, 12.0]))                             # 8 m off: not this person
     assert r.gated == [7] and r.states[7].is_prediction
-    np.testing.assert_allclose(f.tracks[7].kf.x, before)
+    np.testing.assert_allclose(f.kf.x[f.tracks[7].rows], before)
     assert abs(r.states[7].root[2] - 4) < 0.3
     f.step(1.1, *frame([0, 0, 12.0]))
     f.step(1.2, *frame([0, 0, 12.0]))
@@ -257,3 +257,34 @@ def test_pipeline_publishes_predicted_people():
     pipe.config = PipelineConfig()
     people, removed, predicted, _ = pipe.apply_filter([], [], 1.45)
     assert people == [] and removed == [5]
+
+
+def test_tracks_share_one_filter_but_not_their_states():
+    """All tracks live in one batched filter (17 rows each): stepped together they report what
+    each reports alone, and the rows of a deleted track serve the next new one from scratch."""
+    rng = np.random.default_rng(8)
+    cfg = FilterConfig(max_prediction_s=0.3)
+    together, alone = PeopleFilter(cfg, noise=exact_noise()), {7: PeopleFilter(cfg, noise=exact_noise()),
+                                                              8: PeopleFilter(cfg, noise=exact_noise())}
+    rel = rng.normal(0, 0.3, (NUM_JOINTS, 3))
+    rel[0] = 0
+    for k in range(12):
+        t = 0.1 * k
+        ids = [7, 8] if k < 6 else [8]                       # 7 leaves after frame 5 and is deleted
+        roots = {7: [0.1 * k, 0, 4], 8: [-1, 0, 5 - 0.05 * k]}
+        z = {i: np.asarray(roots[i], float) + rng.normal(0, 0.05, 3) for i in ids}
+        r = together.step(t, ids, np.array([z[i] for i in ids]), np.tile(R_ROOT, (len(ids), 1, 1)),
+                          np.tile(rel, (len(ids), 1, 1)), np.tile(np.eye(3) * 1e-3, (len(ids), NUM_JOINTS, 1, 1)))
+        for i in (7, 8):
+            a = alone[i].step(t, *(([i], z[i][None], R_ROOT[None], rel[None], np.tile(np.eye(3) * 1e-3, (1, NUM_JOINTS, 1, 1)))
+                                   if i in ids else EMPTY))
+            assert (i in r.states) == (i in a.states) and (i in r.deleted) == (i in a.deleted)
+            if i in r.states:
+                np.testing.assert_allclose(r.states[i].covariance, a.states[i].covariance, rtol=1e-12)
+                np.testing.assert_allclose(r.states[i].positions, a.states[i].positions, rtol=1e-12)
+    assert 7 not in together.tracks and together.kf.B == 2 * NUM_JOINTS
+    r = together.step(1.2, *frame([3, 0, 9]))                # a new track 7 takes the freed rows
+    fresh = PeopleFilter(cfg, noise=exact_noise()).step(1.2, *frame([3, 0, 9]))
+    assert together.kf.B == 2 * NUM_JOINTS
+    np.testing.assert_allclose(r.states[7].root, fresh.states[7].root)
+    np.testing.assert_allclose(r.states[7].covariance, fresh.states[7].covariance)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from diffpose_ros.camera import normalize as normalise_px
-from diffpose_ros.lifter.placement import place_root
+from diffpose_ros.lifter.placement import place_hypotheses, place_root
 
 
 def _scene(rng, P=6):
@@ -54,3 +54,17 @@ def test_low_confidence_joint_is_ignored():
 def test_bad_shapes():
     with pytest.raises(ValueError):
         place_root(np.zeros((2, 17, 3)), np.ones((2, 17)), np.zeros((2, 17, 3)))
+
+
+def test_pose_and_hypotheses_placed_in_one_batch_as_each_alone():
+    rng = np.random.default_rng(3)
+    pose, root, K, px = _scene(rng, 3)
+    kn = normalise_px(px, K) + rng.standard_normal((3, 17, 2)) * 0.003
+    sig = np.full((3, 17), 0.003)
+    hyps = pose[:, None] + rng.standard_normal((3, 4, 17, 3)) * 0.05
+    r, c, roots = place_hypotheses(kn, sig, pose, hyps)
+    r1, c1 = place_root(kn, sig, pose)
+    np.testing.assert_allclose(r, r1, rtol=1e-12)
+    np.testing.assert_allclose(c, c1, rtol=1e-12)
+    for n in range(4):
+        np.testing.assert_allclose(roots[:, n], place_root(kn, sig, hyps[:, n])[0], rtol=1e-12)

@@ -43,3 +43,33 @@ def test_unreliable_people_flagged_or_dropped():
     normal = pipe.process(image, intr, 3.0).people
     assert len(normal) == 2 and all(p.reliable for p in normal)
     assert {p.track_id for p in normal} == {p.track_id for p in flagged}   # the tracker carried on
+
+
+def test_check_people_refuses_only_the_bad_ones():
+    """One batched check for a frame's people; a bad one (here a filter state with a negative
+    variance, or a NaN) is found and refused alone, the others are checked and repaired."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ros_peer import two_people
+    from diffpose_ros.people import FilteredState, check_people, repair_covariance
+    people = two_people() + two_people()
+    for p in people:
+        p.covariance = p.covariance.copy()
+        p.covariance[3, 0, 1] += 1e-12                             # asymmetric by rounding
+        p.filtered = FilteredState(root=p.root, velocity=np.zeros(3), covariance=np.eye(6) * 0.01,
+                                   positions=p.positions, joint_covariance=p.covariance, time_since_measurement=0.1,
+                                   is_prediction=False, ahead_s=1.0, ahead_root=p.root, ahead_covariance=np.eye(3))
+    assert check_people(people) == [None] * 4
+    assert all(np.array_equal(p.covariance, np.swapaxes(p.covariance, 1, 2)) for p in people)
+    people[1].filtered.covariance = -np.eye(6)
+    people[3].positions = np.full((17, 3), np.nan)
+    errors = check_people(people)
+    assert errors[0] is None and errors[2] is None
+    assert "positive semi-definite" in str(errors[1]) and "positions has non-finite" in str(errors[3])
+    # a PSD matrix comes back as it was (symmetrised), a tiny negative eigenvalue is clipped
+    good = np.diag([1e-2, 2e-2, 3e-2])
+    assert np.array_equal(repair_covariance(good), good)
+    tiny = good.copy()
+    tiny[0, 0] = -1e-12
+    assert np.linalg.eigvalsh(repair_covariance(tiny)).min() > 0

@@ -88,3 +88,33 @@ def test_velocity_arrow_and_look_ahead_ellipsoid():
     # without a filter state: no such markers
     p.filtered = None
     assert not {ID_VELOCITY, ID_AHEAD} & {m.id for m in markers_msg([p], [], Header()).markers}
+
+
+def test_cache_reuses_markers_and_matches_a_fresh_build():
+    """MarkerCache updates the markers it built for a track; what it publishes equals a build
+    from nothing, frame after frame, as people move, change and leave."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+    from diffpose_ros.ros.markers import MarkerCache
+    cache = MarkerCache()
+    people = [filtered_person(), filtered_person()]
+    people[1].track_id = 12
+    first = cache.build(people, [], Header(frame_id="cam"))
+    reused = {id(m) for m in first.markers}
+    rng = np.random.default_rng(5)
+    for k in range(3):
+        for p in people:
+            p.positions = p.positions + rng.normal(0, 0.05, (17, 3))
+            p.keypoint_conf = rng.uniform(0, 1, 17)
+            p.filtered.is_prediction = bool(k % 2)
+        people[1].filtered = None if k == 2 else people[1].filtered
+        header = Header(frame_id="cam")
+        header.stamp.sec = k
+        arr = cache.build(people, [], header)
+        fresh = markers_msg(people, [], header)
+        as_sent = lambda a: deserialize_message(serialize_message(a), MarkerArray).markers  # noqa: E731
+        assert as_sent(arr) == as_sent(fresh)
+        assert {id(m) for m in arr.markers} <= reused         # no marker built again
+    arr = cache.build(people[:1], [12], Header())               # track 12 left
+    assert {m.ns for m in arr.markers if m.action == Marker.DELETE} == {"person_12"}
+    assert set(cache._tracks) == {people[0].track_id}

@@ -101,6 +101,41 @@ def test_people_on_real_photos_with_stable_ids(node):
     check_people(node.pose_for(102), messi)
 
 
+def test_markers_for_a_subscriber(node):
+    """The node builds its RViz markers only while someone subscribes, reusing each track's
+    markers from frame to frame: every frame's markers carry that frame's stamp and poses."""
+    from visualization_msgs.msg import Marker, MarkerArray
+    arrays = []
+    sub = node.node.create_subscription(MarkerArray, "/human_pose_3d/markers", arrays.append, 10)
+    b1, b2 = load_image("basketball1.png"), load_image("basketball2.png")
+    node.send_info(640, 480)
+    sec = 110
+    while not arrays:                       # until the node has discovered the subscription
+        assert sec < 160, "no MarkerArray although subscribed"
+        node.send(image_msg(b1, sec=sec))
+        node.pose_for(sec)
+        t_end = time.monotonic() + 0.3
+        while time.monotonic() < t_end:
+            rclpy.spin_once(node.node, timeout_sec=0.02)
+        sec += 1
+    for image in (b2, b1):                  # the same tracks again: the reused markers move
+        node.send(image_msg(image, sec=sec))
+        pose = node.pose_for(sec)
+        node.spin_until(lambda: any(a.markers and a.markers[-1].header.stamp.sec == sec for a in arrays),
+                        10, f"the markers of stamp {sec}")
+        markers = next(a for a in arrays if a.markers and a.markers[-1].header.stamp.sec == sec).markers
+        adds = [m for m in markers if m.action == Marker.ADD]
+        assert all(m.header.stamp.sec == sec and m.header.frame_id == "camera_optical_frame" for m in adds)
+        assert {m.ns for m in adds} == {f"person_{p.track_id}" for p in pose.people}
+        for p in pose.people:
+            mine = {m.id: m for m in adds if m.ns == f"person_{p.track_id}"}
+            assert sum(m.type == Marker.SPHERE and 10 <= m.id < 27 for m in mine.values()) == 17
+            joints = [[q.x, q.y, q.z] for q in mine[1].points]
+            np.testing.assert_allclose(joints, [[q.x, q.y, q.z] for q in p.positions], atol=1e-6)
+        sec += 1
+    node.node.destroy_subscription(sub)
+
+
 def test_bad_inputs_are_survived_and_counted(node):
     good = load_image("basketball1.png")
     node.send_info(640, 480)

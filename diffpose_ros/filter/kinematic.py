@@ -92,6 +92,15 @@ class KinematicFilter:
         self.P = np.tile(np.eye(n3), (B, 1, 1))
         self.t = np.zeros(B)              # stamp of each row's posterior
 
+    def add_rows(self, q, pos_jitter=0.0, vel_jitter=0.0, max_horizon=np.inf) -> np.ndarray:
+        """Append rows (unset, as in __init__) with their own q (B', 3) and terms; returns their
+        indices."""
+        more = KinematicFilter(self.order, q, pos_jitter, vel_jitter, max_horizon)
+        for name in ("q", "pos_var", "vel_var", "max_horizon", "x", "P", "t"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(more, name)]))
+        self.B += more.B
+        return np.arange(self.B - more.B, self.B)
+
     # ------------------------------------------------------------------ state
     def start(self, rows, z, R, t: float, derivative_std):
         """Reset `rows` (bool (B,) or indices) to the measurement z (B', 3) with covariance R
@@ -137,25 +146,30 @@ class KinematicFilter:
         x, P = self.predict(t, rows)
         pos_var = _diag(self.pos_var[rows])
         y = z - x[:, :3]
-        d2 = np.einsum("bi,bij,bj->b", y, np.linalg.inv(P[:, :3, :3] + R + pos_var), y)
+        S_inv = np.linalg.inv(P[:, :3, :3] + R + pos_var)
+        d2 = np.einsum("bi,bij,bj->b", y, S_inv, y)
         ok = np.isfinite(d2) & (d2 <= gate_d2)
         if ok.any():
-            r, x, P, y, R, pos_var = rows[ok], x[ok], P[ok], y[ok], R[ok], pos_var[ok]
+            if not ok.all():
+                rows, x, P, y, R, pos_var, S_inv = (a[ok] for a in (rows, x, P, y, R, pos_var, S_inv))
+            R0 = R
             if dof is not None and np.isfinite(dof):
                 R = R * ((dof + d2[ok]) / (dof + 3.0))[:, None, None]
             if correlation_s is not None:
-                h = np.maximum(t - self.t[r], 1e-9)[:, None]
+                h = np.maximum(t - self.t[rows], 1e-9)[:, None]
                 d = np.sqrt(np.maximum(1.0, np.asarray(correlation_s, np.float64)[None, :] / h))   # (b, 3)
                 R = R * d[:, :, None] * d[:, None, :]
             Rt = R + pos_var
-            K = P[:, :, :3] @ np.linalg.inv(P[:, :3, :3] + Rt)                  # (b, 3n, 3)
-            n3 = x.shape[1]
-            IKH = np.eye(n3) - np.concatenate([K, np.zeros((len(r), n3, n3 - 3))], axis=2)
-            self.x[r] = x + np.einsum("bij,bj->bi", K, y)
-            # Joseph form: stays symmetric positive definite in float64 over long runs
-            P = IKH @ P @ np.swapaxes(IKH, 1, 2) + K @ Rt @ np.swapaxes(K, 1, 2)
-            self.P[r] = 0.5 * (P + np.swapaxes(P, 1, 2))
-            self.t[r] = t
+            if R is not R0:
+                S_inv = np.linalg.inv(P[:, :3, :3] + Rt)
+            K = P[:, :, :3] @ S_inv                                             # (b, 3n, 3)
+            self.x[rows] = x + np.einsum("bij,bj->bi", K, y)
+            # Joseph form (I - K H) P (I - K H)^T + K R K^T with H = [I 0], multiplied out: stays
+            # symmetric positive definite in float64 over long runs
+            A = P - K @ P[:, :3, :]
+            P = A - A[:, :, :3] @ np.swapaxes(K, 1, 2) + K @ Rt @ np.swapaxes(K, 1, 2)
+            self.P[rows] = 0.5 * (P + np.swapaxes(P, 1, 2))
+            self.t[rows] = t
         return ok, d2
 
     def output(self, t: float, rows=None):

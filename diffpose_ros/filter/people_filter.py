@@ -1,9 +1,10 @@
 """The per-track 3D filter: each tracked person's root position and velocity over time, and a
 smoothed skeleton, with covariances (ROS-free; runs on the lifter's output per track id).
 
-One KinematicFilter per track with 17 rows: row 0 is the root (pelvis) in the camera frame,
-measured by the lifter's root with the lifter's root covariance; rows 1..16 are the
-root-relative joints, measured by the lifter's root-relative pose and covariance. Absolute
+Each track has 17 rows of one KinematicFilter shared by all tracks (its slot; one batched
+update a frame for all roots, one for all joints, one output): row 0 is the root (pelvis) in
+the camera frame, measured by the lifter's root with the lifter's root covariance; rows 1..16
+are the root-relative joints, measured by the lifter's root-relative pose and covariance. Absolute
 filtered joints are the filtered root plus the filtered root-relative joints, their covariance
 the sum (the lifter makes the same independence assumption).
 
@@ -97,8 +98,9 @@ class StepResult:
 
 
 class _Track:
-    def __init__(self, kf: KinematicFilter):
-        self.kf = kf
+    def __init__(self, slot: int):
+        self.slot = slot                           # rows slot*17 .. slot*17 + 16 of the filter
+        self.rows = slot * NUM_JOINTS + np.arange(NUM_JOINTS)
         self.rel = np.zeros((NUM_JOINTS, 3))       # latest accepted root-relative lift
         self.rel_cov = np.zeros((NUM_JOINTS, 3, 3))
         self.size_sum, self.size_n = 0.0, 0        # var(delta) of the accepted lifts
@@ -132,10 +134,13 @@ class PeopleFilter:
         self._noise = noise
         self._noise_model = None
         self.tracks: dict[int, _Track] = {}
+        self.kf: KinematicFilter | None = None     # the rows of every slot, in use or free
+        self._free: list[int] = []                 # slots of ended tracks
         self._now: float | None = None
 
     def reset(self):
         self.tracks.clear()
+        self.kf, self._free = None, []
         self._now = None
 
     # ------------------------------------------------------------------ helpers
@@ -146,6 +151,7 @@ class PeopleFilter:
             self._noise = load_process_noise(model)
         if self._noise_model != model:             # a new model: states of another order go
             self.tracks.clear()
+            self.kf, self._free = None, []
             self._noise_model = model
         return self._noise
 
@@ -154,41 +160,58 @@ class PeopleFilter:
         q[0] = noise.root_q
         return q * self.config.process_noise_scale
 
-    def _new_track(self, noise: ProcessNoise, stamp, root, root_cov, rel, rel_cov) -> _Track:
+    def _slot(self, noise: ProcessNoise) -> int:
+        """A free slot of 17 rows (the filter grows by one when none is)."""
+        if self._free:
+            return self._free.pop()
         zeros = np.zeros((NUM_JOINTS - 1, 3))
-        kf = KinematicFilter(noise.order, self._q(noise),
-                             pos_jitter=np.vstack([noise.root_pos_jitter, zeros]),
-                             vel_jitter=np.vstack([np.sqrt(noise.root_vel_var(0.0)), zeros]),
-                             max_horizon=np.r_[np.inf, np.full(NUM_JOINTS - 1, JOINT_MAX_HORIZON_S)])
+        terms = dict(q=self._q(noise), pos_jitter=np.vstack([noise.root_pos_jitter, zeros]),
+                     vel_jitter=np.vstack([np.sqrt(noise.root_vel_var(0.0)), zeros]),
+                     max_horizon=np.r_[np.inf, np.full(NUM_JOINTS - 1, JOINT_MAX_HORIZON_S)])
+        if self.kf is None:
+            self.kf = KinematicFilter(noise.order, **terms)
+            return 0
+        return int(self.kf.add_rows(**terms)[0]) // NUM_JOINTS
+
+    def _start(self, noise: ProcessNoise, slot: int, stamp, root, root_cov, rel, rel_cov) -> _Track:
+        """A track in `slot` from its first measurement: velocity zero with a wide prior."""
+        track = _Track(slot)
         prior = noise.joint_derivative_std.copy()
         prior[0] = [self.config.velocity_prior_mps, self.config.acceleration_prior_mps2][: noise.order - 1]
-        kf.start(np.arange(NUM_JOINTS), np.vstack([root[None], rel[1:]]),
-                 np.concatenate([root_cov[None], rel_cov[1:]]), stamp, prior)
-        track = _Track(kf)
+        self.kf.start(track.rows, np.vstack([root[None], rel[1:]]),
+                      np.concatenate([root_cov[None], rel_cov[1:]]), stamp, prior)
         track.rel, track.rel_cov = rel.copy(), rel_cov.copy()
         return track
 
-    def _state(self, track: _Track, stamp: float, is_prediction: bool) -> FilteredState:
-        cfg = self.config
-        c = track.size_var
+    def _states(self, tracks: list[_Track], stamp: float, is_prediction: list[bool]) -> list[FilteredState]:
+        """What the filter reports for `tracks` at `stamp` (one batched output for all)."""
+        if not tracks:
+            return []
+        cfg, kf = self.config, self.kf
+        roots = np.array([t.rows[0] for t in tracks])
         # the gait oscillation of the root velocity grows with walking speed (process_noise.py)
-        speed = float(np.linalg.norm(track.kf.x[0, 3:6]))
-        track.kf.vel_var[0] = self.noise.root_vel_var(speed)
-        x, P = track.kf.output(stamp)
-        root, root_cov = x[0, :3], P[0, :3, :3]
-        if cfg.smooth_joints:
-            rel, rel_cov = x[:, :3].copy(), P[:, :3, :3].copy()
-        else:
-            rel, rel_cov = track.rel.copy(), track.rel_cov.copy()
-        rel[0], rel_cov[0] = 0.0, 0.0              # row 0 is the root itself
-        xa, Pa = track.kf.output(stamp + cfg.ahead_s, rows=np.array([0]))
-        positions = root + rel
-        return FilteredState(root=root.copy(), velocity=x[0, 3:6].copy(),
-                             covariance=_add_size(P[0, :6, :6], x[0, :6], c),
-                             positions=positions, joint_covariance=_add_size(root_cov + rel_cov, positions, c),
-                             time_since_measurement=float(max(stamp - track.kf.t[0], 0.0)),
-                             is_prediction=bool(is_prediction), ahead_s=float(cfg.ahead_s),
-                             ahead_root=xa[0, :3].copy(), ahead_covariance=_add_size(Pa[0, :3, :3], xa[0, :3], c))
+        for r, speed in zip(roots, np.linalg.norm(kf.x[roots, 3:6], axis=1)):
+            kf.vel_var[r] = self.noise.root_vel_var(float(speed))
+        x, P = kf.output(stamp, np.concatenate([t.rows for t in tracks]))
+        x, P = x.reshape(len(tracks), NUM_JOINTS, -1), P.reshape(len(tracks), NUM_JOINTS, *P.shape[1:])
+        xa, Pa = kf.output(stamp + cfg.ahead_s, rows=roots)
+        out = []
+        for k, track in enumerate(tracks):
+            c = track.size_var
+            root, root_cov = x[k, 0, :3], P[k, 0, :3, :3]
+            if cfg.smooth_joints:
+                rel, rel_cov = x[k, :, :3].copy(), P[k, :, :3, :3].copy()
+            else:
+                rel, rel_cov = track.rel.copy(), track.rel_cov.copy()
+            rel[0], rel_cov[0] = 0.0, 0.0              # row 0 is the root itself
+            positions = root + rel
+            out.append(FilteredState(
+                root=root.copy(), velocity=x[k, 0, 3:6].copy(), covariance=_add_size(P[k, 0, :6, :6], x[k, 0, :6], c),
+                positions=positions, joint_covariance=_add_size(root_cov + rel_cov, positions, c),
+                time_since_measurement=float(max(stamp - kf.t[track.rows[0]], 0.0)),
+                is_prediction=bool(is_prediction[k]), ahead_s=float(cfg.ahead_s),
+                ahead_root=xa[k, :3].copy(), ahead_covariance=_add_size(Pa[k, :3, :3], xa[k, :3], c)))
+        return out
 
     # ------------------------------------------------------------------ main entry
     def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov, size_var=None) -> StepResult:
@@ -227,40 +250,56 @@ class PeopleFilter:
             self.reset()
         self._now = stamp if self._now is None else max(self._now, stamp)
         gate = _gate_d2(cfg.gate_probability, noise.measurement_dof)
-        q = self._q(noise)
-        joints = np.arange(1, NUM_JOINTS)
+        limit = cfg.max_prediction_s + _EPS_S
+        kf = self.kf
+        if kf is not None:
+            kf.q = np.tile(self._q(noise), (kf.B // NUM_JOINTS, 1))   # process_noise_scale may have changed
+        # the roots of the known tracks, fused in one batched update
+        known = [i for i, tid in enumerate(ids) if tid in self.tracks]
+        root_ok = {}
+        if known:
+            ok, _ = kf.update(stamp, root[known], root_cov[known], gate,
+                              rows=np.array([self.tracks[ids[i]].rows[0] for i in known]),
+                              correlation_s=noise.measurement_correlation_s, dof=noise.measurement_dof)
+            root_ok = dict(zip(known, ok))
+        fused, gated = [], set()                         # known tracks whose root was fused / refused
         for i, tid in enumerate(ids):
             track = self.tracks.get(tid)
-            accepted = True
-            if track is not None:
-                track.kf.q = q                           # process_noise_scale may have changed
-                ok, _ = track.kf.update(stamp, root[i:i + 1], root_cov[i:i + 1], gate, rows=np.array([0]),
-                                        correlation_s=noise.measurement_correlation_s, dof=noise.measurement_dof)
-                if not ok[0]:
-                    if stamp - track.kf.t[0] > cfg.max_prediction_s + _EPS_S:
-                        track = None                     # refused for too long: start over
-                    else:
-                        accepted = False
-                        out.gated.append(tid)
-            if track is None:
-                track = self._new_track(noise, stamp, root[i], root_cov[i], rel[i], rel_cov[i])
-                self.tracks[tid] = track
-                track.add_size(size_var[i])
-            elif accepted:
-                track.add_size(size_var[i])
-                ok, _ = track.kf.update(stamp, rel[i, 1:], rel_cov[i, 1:], gate, rows=joints,
-                                        dof=noise.measurement_dof)
-                stale = joints[~ok & (stamp - track.kf.t[joints] > cfg.max_prediction_s + _EPS_S)]
-                if stale.size:
-                    track.kf.start(stale, rel[i, stale], rel_cov[i, stale], stamp,
-                                   noise.joint_derivative_std[stale])
-                track.rel, track.rel_cov = rel[i].copy(), rel_cov[i].copy()
-            out.states[tid] = self._state(track, stamp, is_prediction=not accepted)
-        for tid in [t for t in self.tracks if t not in out.states]:
+            if track is not None and root_ok[i]:
+                fused.append(i)
+            elif track is not None and stamp - self.kf.t[track.rows[0]] <= limit:
+                gated.add(i)                             # predicted only; the joints wait too
+                out.gated.append(tid)
+                continue
+            else:                                        # new, or refused for too long: start over
+                slot = track.slot if track is not None else self._slot(noise)
+                self.tracks[tid] = self._start(noise, slot, stamp, root[i], root_cov[i], rel[i], rel_cov[i])
+            self.tracks[tid].add_size(size_var[i])
+        kf = self.kf
+        # the joints of the tracks whose root was fused, in one batched update; a joint refused
+        # for longer than max_prediction_s restarts from its measurement
+        if fused:
+            rows = np.concatenate([self.tracks[ids[i]].rows[1:] for i in fused])
+            z, R = rel[fused, 1:].reshape(-1, 3), rel_cov[fused, 1:].reshape(-1, 3, 3)
+            ok, _ = kf.update(stamp, z, R, gate, rows=rows, dof=noise.measurement_dof)
+            stale = ~ok & (stamp - kf.t[rows] > limit)
+            if stale.any():
+                kf.start(rows[stale], z[stale], R[stale], stamp,
+                         noise.joint_derivative_std[rows[stale] % NUM_JOINTS])
+            for i in fused:
+                self.tracks[ids[i]].rel, self.tracks[ids[i]].rel_cov = rel[i].copy(), rel_cov[i].copy()
+        # the tracks without a measurement: predicted until max_prediction_s, then deleted
+        unmeasured = []
+        for tid in [t for t in self.tracks if t not in ids]:
             track = self.tracks[tid]
-            if stamp - track.kf.t[0] > cfg.max_prediction_s + _EPS_S:
+            if stamp - self.kf.t[track.rows[0]] > limit:
                 del self.tracks[tid]
+                self._free.append(track.slot)
                 out.deleted.append(tid)
             else:
-                out.states[tid] = self._state(track, stamp, is_prediction=True)
+                unmeasured.append(tid)
+        report = ids + unmeasured
+        states = self._states([self.tracks[t] for t in report], stamp,
+                              [i in gated for i in range(len(ids))] + [True] * len(unmeasured))
+        out.states = dict(zip(report, states))
         return out

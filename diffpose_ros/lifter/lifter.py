@@ -208,8 +208,8 @@ class Lifter:
         part of the root's covariance, the hypotheses' relative and absolute covariances, and
         how well the placed pose reprojects onto its keypoints (chi)."""
         # the root from the 2D uncertainty alone (why not the hypotheses' spread: placement.py);
-        # the pose's part of the root uncertainty enters through place_hypotheses below
-        root, cov_t2d = place_root(kn, sigma_n, mean)
+        # the pose's part of the root uncertainty enters through the hypotheses' own roots
+        root, cov_t2d, roots = place_hypotheses(kn, sigma_n, mean, hyps)
         if self.aggregation == "reprojection":
             mean = select_by_reprojection(hyps, root, kn)
             root, cov_t2d = place_root(kn, sigma_n, mean)
@@ -217,7 +217,6 @@ class Lifter:
             raise RuntimeError("root placement produced NaN/inf (degenerate 2D keypoints?)")
         n = hyps.shape[1]
         lam = self.shrinkage_n0 / (max(n - 1, 0) + self.shrinkage_n0)
-        roots = place_hypotheses(kn, sigma_n, hyps)
         pos = mean + root[:, None]
         return {"pose": mean, "root": root, "positions": pos, "cov_t2d": cov_t2d, "hyp_cov": hyp_cov,
                 "hyp_cov_abs": absolute_hypothesis_cov(hyp_cov, hyps, roots, lam),

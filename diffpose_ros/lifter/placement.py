@@ -39,37 +39,44 @@ def place_root(kp_norm, sigma_norm, pose_rel, n_iter: int = 6):
         raise ValueError(f"place_root: bad shapes kp {kp.shape}, sigma {sig.shape}, pose {p.shape}")
     P, J = kp.shape[:2]
     u, v = kp[..., 0], kp[..., 1]
-    # A rows interleaved (u-row, v-row) per joint: (P, 2J, 3)
-    A = np.zeros((P, J, 2, 3))
-    A[:, :, 0, 0] = 1.0
-    A[:, :, 0, 2] = -u
-    A[:, :, 1, 1] = 1.0
-    A[:, :, 1, 2] = -v
-    b = np.stack([u * p[..., 2] - p[..., 0], v * p[..., 2] - p[..., 1]], -1)  # (P, J, 2)
-    A, b = A.reshape(P, 2 * J, 3), b.reshape(P, 2 * J)
+    bu, bv = u * p[..., 2] - p[..., 0], v * p[..., 2] - p[..., 1]        # right-hand sides (P, J)
+    # A joint's two rows [1, 0, -u] and [0, 1, -v] share one weight, so A^T W A and A^T W b are
+    # weighted sums over joints of these per-joint terms: one (P, J) x (P, J, 7) product a pass
+    terms = np.stack([np.ones_like(u), u, v, u * u + v * v, bu, bv, u * bu + v * bv], -1)
     depth = np.full((P, J), 3.0)  # initial guess only sets the relative weights
     robust = np.ones((P, J))
     for _ in range(n_iter):
-        var = np.repeat((sig * depth)[..., None] ** 2 + 1e-12, 2, axis=-1)  # (P, J, 2)
-        w = (robust[..., None] / var).reshape(P, 2 * J)
-        ata = np.einsum("pri,pr,prj->pij", A, w, A) + 1e-9 * np.eye(3)
-        atb = np.einsum("pri,pr,pr->pi", A, w, b)
-        root = np.linalg.solve(ata, atb[..., None])[..., 0]
-        root[:, 2] = np.maximum(root[:, 2], MIN_DEPTH)
+        var = (sig * depth) ** 2 + 1e-12                                  # of each of the joint's rows
+        w = robust / var
+        s1, su, sv, suv, sbu, sbv, subv = (w[:, None, :] @ terms)[:, 0].T
+        s1, suv = s1 + 1e-9, suv + 1e-9                                   # ridge: never singular
+        # the normal equations  s1 X - su Z = sbu,  s1 Y - sv Z = sbv,  -su X - sv Y + suv Z = -subv
+        # solved for Z first (X and Y follow from the first two)
+        Z = ((su * sbu + sv * sbv) / s1 - subv) / (suv - (su * su + sv * sv) / s1)
+        root = np.stack([(sbu + su * Z) / s1, (sbv + sv * Z) / s1, np.maximum(Z, MIN_DEPTH)], -1)
         depth = np.maximum(root[:, None, 2] + p[..., 2], MIN_DEPTH)
-        r2 = ((np.einsum("pri,pi->pr", A, root) - b).reshape(P, J, 2) ** 2 / var).sum(-1) / 2
+        ru = root[:, None, 0] - u * root[:, None, 2] - bu
+        rv = root[:, None, 1] - v * root[:, None, 2] - bv
+        r2 = (ru * ru + rv * rv) / var / 2
         robust = 1.0 / (1.0 + r2 / (2 * ROBUST_C ** 2))
+    zero = np.zeros_like(s1)
+    ata = np.stack([np.stack([s1, zero, -su], -1), np.stack([zero, s1, -sv], -1),
+                    np.stack([-su, -sv, suv], -1)], -2)
     cov = np.linalg.inv(ata)
     return root, 0.5 * (cov + np.swapaxes(cov, -1, -2))
 
 
-def place_hypotheses(kp_norm, sigma_norm, hyps):
-    """Each hypothesis placed by its own root: (P,J,2), (P,J), hyps (P,N,J,3) -> roots (P,N,3).
+def place_hypotheses(kp_norm, sigma_norm, pose_rel, hyps):
+    """The pose and each of its hypotheses placed by their own root, in one batched solve:
+    (P,J,2), (P,J), pose (P,J,3), hyps (P,N,J,3) -> root (P,3), root_cov (P,3,3) of the pose
+    (place_root) and the hypotheses' roots (P,N,3).
 
-    The spread of these roots is the root uncertainty that comes from the pose (a bigger or
-    deeper-bent hypothesis lands further away), and it is correlated with each joint's."""
+    The spread of the hypotheses' roots is the root uncertainty that comes from the pose (a
+    bigger or deeper-bent hypothesis lands further away), and it is correlated with each joint's."""
     hyps = np.asarray(hyps, np.float64)
     p, n = hyps.shape[:2]
-    rep = lambda x: np.repeat(np.asarray(x, np.float64)[:, None], n, axis=1).reshape(p * n, *np.shape(x)[1:])  # noqa: E731
-    roots, _ = place_root(rep(kp_norm), rep(sigma_norm), hyps.reshape(p * n, *hyps.shape[2:]))
-    return roots.reshape(p, n, 3)
+    kp, sig = np.asarray(kp_norm, np.float64), np.asarray(sigma_norm, np.float64)
+    rows = lambda x: np.concatenate([x, np.repeat(x, n, axis=0)])   # noqa: E731  the pose's, then each hypothesis's
+    roots, covs = place_root(rows(kp), rows(sig),
+                             np.concatenate([np.asarray(pose_rel, np.float64), hyps.reshape(p * n, *hyps.shape[2:])]))
+    return roots[:p], covs[:p], roots[p:].reshape(p, n, 3)

@@ -10,8 +10,10 @@ from diffpose_ros.people import FilteredState, Person3D, check_person
 from diffpose_ros.skeleton import H36M_JOINTS
 
 
-def person_to_msg(person: Person3D, header) -> HumanPose3D:
-    person = check_person(person)
+def person_to_msg(person: Person3D, header, check: bool = True) -> HumanPose3D:
+    """check=False for people that passed check_person already (PosePipeline's FrameResult)."""
+    if check:
+        person = check_person(person)
     msg = HumanPose3D()
     msg.header = header
     msg.track_id = int(person.track_id)
@@ -50,10 +52,10 @@ def _xyz(p) -> np.ndarray:
     return np.array([p.x, p.y, p.z])
 
 
-def people_to_msg(people: list[Person3D], header, latency_s: float) -> HumanPose3DArray:
+def people_to_msg(people: list[Person3D], header, latency_s: float, check: bool = True) -> HumanPose3DArray:
     msg = HumanPose3DArray()
     msg.header = header
-    msg.people = [person_to_msg(p, header) for p in people]
+    msg.people = [person_to_msg(p, header, check) for p in people]
     ns = max(int(round(latency_s * 1e9)), 0)
     msg.processing_latency = Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
     return msg

@@ -6,6 +6,8 @@ max_people=1) and 3 people (basketball1 + messi5 side by side, max_people=3). Pe
   latency     one frame at a time: image stamp -> pose message received, p50/p95
   throughput  camera at --rate Hz for --seconds: output frames/s, latency p50/p95, stale drops
 and the node's own stage medians from its diagnostics (detector, sampler, everything else).
+The node builds its RViz markers only while someone subscribes to them: --markers subscribes
+(as RViz would) so that their cost is in the numbers.
 """
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def run_scene(people: int, args, env) -> dict:
 
     client.create_subscription(HumanPose3DArray, "/human_pose_3d", on_pose, rel)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    marker_counts = []
+    if args.markers:
+        from visualization_msgs.msg import MarkerArray
+        client.create_subscription(MarkerArray, "/human_pose_3d/markers",
+                                   lambda m: marker_counts.append(len(m.markers)), 10)
     pub = client.create_publisher(Image, "/image", rel)               # the node's default input names
     pub_info = client.create_publisher(CameraInfo, "/camera_info", 10)
     data, w, h, step = encode_bgr8(scene(people))
@@ -116,6 +123,7 @@ def run_scene(people: int, args, env) -> dict:
     node_proc.send_signal(2)
     node_proc.wait(timeout=10)
     return {"people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
+            "marker_arrays_received": len(marker_counts) if args.markers else None,
             "latency_one_at_a_time": percentiles(lat), "node_stage_p50_ms": stages,
             "throughput": {"camera_hz": args.rate, "seconds": args.seconds, "frames_sent": len(sent),
                            "frames_out": len(got), "output_fps": round(fps, 2), "latency": percentiles(got)}}
@@ -130,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="more node parameters, e.g. detector_input_size:=480 (repeatable)")
+    ap.add_argument("--markers", action="store_true",
+                    help="also subscribe to the RViz markers (the node builds them only for a subscriber)")
     ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_node")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +148,7 @@ def main(argv=None) -> int:
     rclpy.init()
     try:
         results = {"cpu": os.cpu_count(), "backend": args.backend, "node_parameters": args.param,
+                   "markers_subscribed": args.markers,
                    "load_avg_1min_start": round(os.getloadavg()[0], 2),
                    "scenes": [run_scene(int(p), args, env) for p in args.people.split(",")]}
     finally:
