@@ -6,7 +6,7 @@
 # denoiser with the same schedule as the variants, so that they differ from it in one thing only.
 #   bash scripts/ablation.sh FRAME_DIR BASELINE_DIR OUT_DIR [DENOISER_ITERS]
 # ABLATION_HK=0 skips the H_K-from-training-residuals variant (it needs its own H_K, GMM and
-# denoiser: the longest); ABLATION_EVAL_ARGS replaces the extra diffpose-evaluate arguments (default --ablation, the
+# denoiser: the longest), ABLATION_HK=only runs that variant alone; ABLATION_EVAL_ARGS replaces the extra diffpose-evaluate arguments (default --ablation, the
 # sampling-time rows; e.g. "--scales 1.0" for the variants alone on the unscaled rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +31,15 @@ PY
       --calibrate-steps 5 --calibrate-n 5 --ckpt-dir "$out/ck_$name" --threads 1
   done
 }
+variants=()
+if [ "${ABLATION_HK:-1}" != only ]; then
 variant control 'pass' denoiser calibrate &
 variant no_2d_input 'c["denoiser"]["keypoints_2d"] = False' denoiser calibrate &
 variant no_kernel_input 'c["denoiser"]["kernel"] = False' denoiser calibrate &
 wait
 variants=("control (same schedule)=$out/control" "no 2D input=$out/no_2d_input" "no kernel input=$out/no_kernel_input")
-if [ "${ABLATION_HK:-1}" = 1 ]; then
+fi
+if [ "${ABLATION_HK:-1}" != 0 ]; then
 # H_K and the GMM from the encoder's residuals on its own training clips (in-sample) instead of
 # held-out clips; the denoiser is then trained on that H_K
 rm -rf "$out/hk_on_train"; cp -r "$frame" "$out/hk_on_train"

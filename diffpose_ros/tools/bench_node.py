@@ -7,7 +7,9 @@ max_people=1) and 3 people (basketball1 + messi5 side by side, max_people=3). Pe
   throughput  camera at --rate Hz for --seconds: output frames/s, latency p50/p95, stale drops
 and the node's own stage medians from its diagnostics (detector, sampler, everything else).
 The node builds its RViz markers only while someone subscribes to them: --markers subscribes
-(as RViz would) so that their cost is in the numbers.
+(as RViz would) so that their cost is in the numbers. --video N replaces the two scenes by the
+first N frames of vtest.avi in order (768x576 pedestrians, max_people 10), looped: moving people,
+for the detector's follow mode (--param detector_follow_every:=5).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from diffpose_ros.paths import REPO_DIR
-from diffpose_ros.tools.bench_detector import scene
+from diffpose_ros.tools.bench_detector import scene, video_frames
 from diffpose_ros.tools.demo import ros_environment
 
 
@@ -32,7 +34,8 @@ def percentiles(values_s):
             "n": int(v.size)} if v.size else {"n": 0}
 
 
-def run_scene(people: int, args, env) -> dict:
+def run_scene(people: int, args, env, frames: list | None = None) -> dict:
+    """One scene: `people` (max_people) on the still scene of that many people, or on `frames`."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -71,14 +74,18 @@ def run_scene(people: int, args, env) -> dict:
                                    lambda m: marker_counts.append(len(m.markers)), 10)
     pub = client.create_publisher(Image, "/image", rel)               # the node's default input names
     pub_info = client.create_publisher(CameraInfo, "/camera_info", 10)
-    data, w, h, step = encode_bgr8(scene(people))
+    images = [encode_bgr8(f) for f in (frames or [scene(people)])]
+    _, w, h, step = images[0]
     info = camera_info(Intrinsics.from_fov(w, h, 60.0), Header(frame_id="camera_optical_frame"))
+    sent_count = [0]
 
     def send():
         stamp = client.get_clock().now()
         header = Header(stamp=stamp.to_msg(), frame_id="camera_optical_frame")
         info.header = header
         pub_info.publish(info)
+        data = images[sent_count[0] % len(images)][0]
+        sent_count[0] += 1
         pub.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
         return (header.stamp.sec, header.stamp.nanosec), stamp.nanoseconds
 
@@ -122,7 +129,9 @@ def run_scene(people: int, args, env) -> dict:
     client.destroy_node()
     node_proc.send_signal(2)
     node_proc.wait(timeout=10)
-    return {"people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
+    return {"scene": f"vtest.avi frames 0..{len(frames) - 1}" if frames else f"{people} people",
+            "people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
+            "people_published_mean": round(float(np.mean(counts)), 2) if counts else 0,
             "marker_arrays_received": len(marker_counts) if args.markers else None,
             "latency_one_at_a_time": percentiles(lat), "node_stage_p50_ms": stages,
             "throughput": {"camera_hz": args.rate, "seconds": args.seconds, "frames_sent": len(sent),
@@ -138,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="more node parameters, e.g. detector_input_size:=480 (repeatable)")
+    ap.add_argument("--video", type=int, default=0, metavar="N",
+                    help="the first N frames of vtest.avi as the camera (instead of the still scenes)")
     ap.add_argument("--markers", action="store_true",
                     help="also subscribe to the RViz markers (the node builds them only for a subscriber)")
     ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_node")
@@ -150,7 +161,8 @@ def main(argv=None) -> int:
         results = {"cpu": os.cpu_count(), "backend": args.backend, "node_parameters": args.param,
                    "markers_subscribed": args.markers,
                    "load_avg_1min_start": round(os.getloadavg()[0], 2),
-                   "scenes": [run_scene(int(p), args, env) for p in args.people.split(",")]}
+                   "scenes": ([run_scene(10, args, env, video_frames(range(args.video)))] if args.video else
+                              [run_scene(int(p), args, env) for p in args.people.split(",")])}
     finally:
         rclpy.shutdown()
     results["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
