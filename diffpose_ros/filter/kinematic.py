@@ -152,15 +152,15 @@ class KinematicFilter:
         if ok.any():
             if not ok.all():
                 rows, x, P, y, R, pos_var, S_inv = (a[ok] for a in (rows, x, P, y, R, pos_var, S_inv))
-            R0 = R
-            if dof is not None and np.isfinite(dof):
+            heavy_tails = dof is not None and np.isfinite(dof)
+            if heavy_tails:
                 R = R * ((dof + d2[ok]) / (dof + 3.0))[:, None, None]
             if correlation_s is not None:
                 h = np.maximum(t - self.t[rows], 1e-9)[:, None]
                 d = np.sqrt(np.maximum(1.0, np.asarray(correlation_s, np.float64)[None, :] / h))   # (b, 3)
                 R = R * d[:, :, None] * d[:, None, :]
             Rt = R + pos_var
-            if R is not R0:
+            if heavy_tails or correlation_s is not None:     # R changed: the gain needs its own inverse
                 S_inv = np.linalg.inv(P[:, :3, :3] + Rt)
             K = P[:, :, :3] @ S_inv                                             # (b, 3n, 3)
             self.x[rows] = x + np.einsum("bij,bj->bi", K, y)
