@@ -91,6 +91,33 @@ def test_any_n_and_aggregations(tmp_path):
         DiffPoseSampler(b, aggregation="median")
 
 
+@pytest.mark.parametrize("aggregation", ["mean", "posterior"])
+def test_first_hypotheses_are_a_draw_of_that_n(aggregation):
+    """Calibration lifts once with the largest N (lift_set_nested): aggregating the first n chains
+    of an N = 6 run gives what the sampler gives when called with those n draws only."""
+    from diffpose_ros.lifter.evaluation import lift_set_nested
+    b = init_bundle(None, seed=6)
+    s = DiffPoseSampler(b, steps=3, n_hyp=6, aggregation=aggregation)
+    kp, noise, u = _inputs(3, False, 6)
+    with torch.no_grad():
+        hyps, first, prior = s.chain(kp, noise, u)
+        for n in (1, 2, 5):
+            m, c, h = s(kp, noise[:, :n], u[:, :n])
+            m2, c2 = s.aggregate(hyps[:, :n], first[:, :n], prior)
+            assert torch.allclose(h, hyps[:, :n], atol=1e-6)
+            assert torch.allclose(m, m2, atol=1e-6) and torch.allclose(c, c2, atol=1e-7)
+    # through the evaluation path: the nested outputs of each N are its own first-N slice
+    rng = np.random.default_rng(0)
+    d = {"inputs": rng.normal(0, 0.2, (5, 17, 3)).astype(np.float32),
+         "keypoints_px": rng.uniform(200, 400, (5, 17, 2)), "conf": rng.uniform(0.3, 1, (5, 17)),
+         "K": np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), 5, 0),
+         "pose3d": rng.normal(0, 0.3, (5, 17, 3)), "root": np.tile([0.0, 0, 4], (5, 1))}
+    d["inputs"][..., 2] = d["conf"]
+    out = lift_set_nested(b, d, 3, [2, 6], sampler_aggregation=aggregation, progress=False)
+    assert np.allclose(out[2]["hyps"], out[6]["hyps"][:, :2])
+    assert out[2]["pose"].shape == (5, 17, 3) and not np.allclose(out[2]["pose"], out[6]["pose"])
+
+
 @pytest.mark.parametrize("model", ["frame", "temporal"])
 def test_onnx_export_matches_torch(tmp_path, model):
     ort = pytest.importorskip("onnxruntime")

@@ -4,6 +4,7 @@ and with --symlink-install, then `ros2 launch diffpose_ros pose.launch.py sample
 from each install space with the real launch system (../shared/ros-launch, installed by setup)."""
 import ast
 import os
+import pty
 import re
 import shutil
 import signal
@@ -160,8 +161,15 @@ def launch(install: Path, log_path: Path, ros_env: dict, *args):
     env = {k: v for k, v in ros_env.items() if not k.startswith(("AMENT_", "CMAKE_", "COLCON_"))}
     env["PATH"] = f"{VENV / 'bin'}:{os.environ['PATH']}"
     cmd = f"source {install / 'setup.bash'} && exec ros2 launch diffpose_ros pose.launch.py {' '.join(args)}"
-    return subprocess.Popen(["bash", "-c", cmd], env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # a terminal on stdin, as in a shell: a noninteractive launch (non-tty stdin) also forwards
+    # SIGINT to the node itself and can reap it before asyncio's child watcher does ("Unknown
+    # child process pid", exit code 255; CPython issue 87744). See test_ros_stop.Run.
+    primary, terminal = pty.openpty()
+    launched = subprocess.Popen(["bash", "-c", cmd], env=env, stdin=terminal, stdout=open(log_path, "w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    os.close(terminal)
+    launched.terminal = primary
+    return launched
 
 
 def receive(topic: str, launched, log_path: Path, n: int = 2, timeout: float = 150.0):
@@ -208,6 +216,8 @@ def stop(launched, log_path: Path) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(launched.pid, signal.SIGKILL)
         raise AssertionError("launch did not stop within 30 s of SIGINT:\n" + log_path.read_text()[-3000:])
+    finally:
+        os.close(launched.terminal)
     assert pids, log_path.read_text()[-3000:]
     left = [p for p in pids if Path(f"/proc/{p}").exists()]
     assert code == 0, f"launch exit code {code}:\n{log_path.read_text()[-3000:]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import pty
 import shutil
 import signal
 import subprocess
@@ -78,8 +79,15 @@ class Run:
             launch = (f"source {workspace / 'install' / 'setup.bash'} && exec ros2 launch diffpose_ros "
                       f"pose.launch.py backend:={PARAMS['backend']} detector_model:={DETECTOR} "
                       f"params_file:={params}")
-            self.proc = subprocess.Popen(["bash", "-c", launch], env=env, stdout=out,
+            # A terminal on stdin, as in a shell: `ros2 launch` with a non-tty stdin is
+            # "noninteractive" and forwards a second SIGINT to the node itself; Popen.send_signal()
+            # then polls first and can reap a node that already exited before asyncio's child
+            # watcher sees it ("Unknown child process pid", exit code 255; CPython issue 87744,
+            # fixed in 3.13's asyncio). Interactive, launch leaves SIGINT to the process group.
+            self.terminal, terminal = pty.openpty()
+            self.proc = subprocess.Popen(["bash", "-c", launch], env=env, stdin=terminal, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+            os.close(terminal)
         self.client = rclpy.create_node(f"stop_test_{name}")
         from diffpose_ros.msg import HumanPose3DArray
         from sensor_msgs.msg import CameraInfo, Image
@@ -154,6 +162,8 @@ class Run:
             time.sleep(0.01)
         took = time.monotonic() - t0
         self.code = self.proc.wait(timeout=20)
+        if self.mode == "launch":
+            os.close(self.terminal)
         self.client.destroy_node()
         return took
 

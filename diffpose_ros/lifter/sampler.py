@@ -17,6 +17,8 @@ Then `steps` deterministic DDIM calls (eta = 0). `mean` is chosen by `aggregatio
   * "mean": the mean of the N final hypotheses (the paper);
   * "posterior": the mean of the N first x0-predictions, i.e. the denoiser's estimate of
     E[pose | 2D] (its MMSE estimate) without the Monte-Carlo noise of averaging N posterior draws.
+forward = aggregate(chain(...)): the calibration runs the chains once with its largest N and
+aggregates every smaller N from their first N (evaluation.lift_set_nested).
 Only static control flow and no random op inside, so equal inputs give equal outputs.
 """
 from pathlib import Path
@@ -100,6 +102,15 @@ class DiffPoseSampler(nn.Module):
         return ((u >= self.k_lo) & (u < self.k_hi)).to(kernel_u.dtype)
 
     def forward(self, keypoints, init_noise, kernel_u):
+        hyps, first, prior_cov = self.chain(keypoints, init_noise, kernel_u)
+        mean, cov = self.aggregate(hyps, first, prior_cov)
+        return mean, cov, hyps
+
+    def chain(self, keypoints, init_noise, kernel_u):
+        """The N reverse chains: root-relative hypotheses (B,N,17,3), the first x0-predictions
+        (B,N,17,3, metres, not rooted) and the H_K prior covariance (B,17,3,3). Chains are
+        independent, so the first n of them are a draw with N = n (calibration lifts once with
+        the largest N and aggregates each smaller one from it)."""
         feat, mu = self.encoder(keypoints)
         kp_last = keypoints[:, -1] if self.temporal else keypoints
         feats_2d, _ = normalise_2d(kp_last)
@@ -124,11 +135,15 @@ class DiffPoseSampler(nn.Module):
         hyps = (mu_r + sig_r * s).reshape(shape)
         hyps = hyps - hyps[:, :, :1]
         prior_cov = sigma.unsqueeze(-1) * self.prior_blocks * sigma.unsqueeze(-2)  # (B,17,3,3)
+        return hyps, (mu_r + sig_r * first).reshape(shape), prior_cov
+
+    def aggregate(self, hyps, first, prior_cov):
+        """(mean (B,17,3), symmetric cov (B,17,3,3)) of the chains' outputs, by `aggregation`."""
         mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor)
         if self.aggregation == "posterior":
-            post = (mu_r + sig_r * first).reshape(shape).mean(dim=1)
+            post = first.mean(dim=1)
             mean = post - post[:, :1]
-        return mean, 0.5 * (cov + cov.transpose(-1, -2)), hyps
+        return mean, 0.5 * (cov + cov.transpose(-1, -2))
 
 
 def build_sampler(weights_dir, steps: int = 5, n_hyp: int = 5) -> DiffPoseSampler:

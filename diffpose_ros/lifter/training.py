@@ -10,7 +10,8 @@ Stages of a DiffPose bundle:
 Training data comes from a `draw(rng, n)` function that returns a fresh batch (the data
 generator: a new camera, body and 2D noise per sample), so no sample is seen twice. One training
 loop (`fit`) serves the encoder, the baseline and the denoiser; it checkpoints every `eval_every`
-iterations (model, optimiser, iteration, RNG states) and resumes.
+iterations (model, optimiser, iteration, RNG states) and resumes, and accumulates the gradient
+over row chunks where that is faster.
 """
 import json
 import math
@@ -72,14 +73,38 @@ def predict_regressor(model, d: dict, batch=2048):
     return torch.cat(out).numpy()
 
 
-def fit(model, loss_fn, draw, iters: int, batch: int, lr: float, ckpt: Path, resume: bool, seed: int,
-        validate=None, eval_every: int = 1000, log=print, desc="train"):
-    """The one training loop: Adam, warm-up + cosine lr, grad-norm clip 1, a fresh batch from
-    draw(rng, batch) each iteration, loss_fn(model, batch) -> scalar tensor.
+# Rows per forward/backward pass. On 2 cores a batch of 1024 trained in chunks of 256 costs about
+# 20 % less per iteration than in one pass (the activations stay in the caches); the gradient is
+# the same (the chunks' mean losses weighted by their share of the batch), so this is speed only.
+CHUNK = 256
 
-    validate() -> dict of numbers, called every eval_every iterations and at the end; a checkpoint
-    is written at the same moments and `resume` continues from the last one. Returns the history.
+
+def _chunks(b: dict, chunk: int | None):
+    """(part, share of the batch) over consecutive rows of a batch dict; the whole batch when
+    chunk is None or not smaller."""
+    n = len(b["pose3d"])
+    if chunk is None or chunk >= n:
+        yield b, 1.0
+        return
+    for i in range(0, n, chunk):
+        part = {k: v[i:i + chunk] for k, v in b.items()}
+        yield part, len(part["pose3d"]) / n
+
+
+def fit(model, loss_fn, draw, iters: int, batch: int, lr: float, ckpt: Path, resume: bool, seed: int,
+        validate=None, eval_every: int = 1000, log=print, desc="train", chunk: int | None = None):
+    """The one training loop: Adam, warm-up + cosine lr, grad-norm clip 1, a fresh batch from
+    draw(rng, batch) each iteration, loss_fn(model, batch) -> scalar tensor (a mean over rows).
+
+    chunk: accumulate the gradient over row chunks of that size (CHUNK); a loss with random draws
+    per batch makes them in loss_fn.prepare(batch), before the split. Not for BatchNorm models (their
+    statistics would be per chunk). validate() -> dict of numbers, called every eval_every
+    iterations and at the end; a checkpoint is written at the same moments and `resume` continues
+    from the last one. Returns the history.
     """
+    if chunk is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError("chunked gradients need a model without BatchNorm (pass chunk=None)")
+    prepare = getattr(loss_fn, "prepare", lambda b: b)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -99,12 +124,15 @@ def fit(model, loss_fn, draw, iters: int, batch: int, lr: float, ckpt: Path, res
         model.train()
         for g in opt.param_groups:
             g["lr"] = _lr_at(it, iters, lr)
-        loss = loss_fn(model, draw(rng, batch))
         opt.zero_grad()
-        loss.backward()
+        loss = 0.0
+        for part, share in _chunks(prepare(draw(rng, batch)), chunk):
+            part_loss = loss_fn(model, part) * share
+            part_loss.backward()
+            loss += part_loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        run += loss.item()
+        run += loss
         count += 1
         bar.set_postfix(loss=f"{run / count:.4g}", refresh=False)
         if (it + 1) % eval_every == 0 or it + 1 == iters:
@@ -129,12 +157,12 @@ def regressor_loss(model, b):
 
 
 def train_regressor(model, draw, val: dict, iters, batch, lr, ckpt, resume, seed, eval_every=1000,
-                    log=print, desc="encoder"):
+                    log=print, desc="encoder", chunk: int | None = CHUNK):
     def validate():
         err = np.linalg.norm(predict_regressor(model, val) - val["pose3d"], axis=-1).mean()
         return {"val_mpjpe_mm": 1000 * float(err)}
     return fit(model, regressor_loss, draw, iters, batch, lr, ckpt, resume, seed, validate, eval_every,
-               log, desc)
+               log, desc, chunk)
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -185,7 +213,17 @@ class DenoiserLoss:
         if self.kind not in ("mpjpe", "mse"):
             raise ValueError(f"denoiser loss must be 'mpjpe' or 'mse', got {self.kind!r}")
 
+    def prepare(self, b):
+        """The batch with its random draws (kernel c, noise, step k per pose), made once for the
+        whole batch so that a chunked pass (fit's chunk) trains on the same draws."""
+        n = len(b["pose3d"])
+        kernel = torch.multinomial(self.w, n, replacement=True)
+        return dict(b, diffusion_kernel=kernel, diffusion_noise=torch.randn(n, NUM_JOINTS, 3),
+                    diffusion_step=torch.randint(1, self.n_steps + 1, (n,)))
+
     def __call__(self, den, b):
+        if "diffusion_step" not in b:
+            b = self.prepare(b)
         x = torch.from_numpy(np.ascontiguousarray(b["inputs"], np.float32))
         gt = torch.from_numpy(np.ascontiguousarray(b["pose3d"], np.float32))
         with torch.no_grad():
@@ -193,13 +231,11 @@ class DenoiserLoss:
             kp_last = last_frame(x)
             s = self.scale(kp_last)
             f2d, _ = normalise_2d(kp_last)
-        n = len(gt)
         s0 = (gt - m) / s
         s0[:, 0] = 0.0
-        onehot = torch.nn.functional.one_hot(torch.multinomial(self.w, n, replacement=True),
-                                             len(self.w)).float()
-        m_c, xi = kernel_draw(onehot, self.g_means, self.g_chol, torch.randn(n, NUM_JOINTS, 3))
-        k = torch.randint(1, self.n_steps + 1, (n,))
+        onehot = torch.nn.functional.one_hot(b["diffusion_kernel"], len(self.w)).float()
+        m_c, xi = kernel_draw(onehot, self.g_means, self.g_chol, b["diffusion_noise"])
+        k = b["diffusion_step"]
         s_k = forward_diffuse(s0, k, self.abar, m_c, xi)
         pred = den(s_k, k, f, m, s, f2d, m_c)
         err = (pred[:, 1:] - s0[:, 1:]) * s[:, 1:]  # metres
@@ -217,10 +253,10 @@ def denoiser_validation(bundle, val: dict, steps: int = 5, n_hyp: int = 5) -> di
 
 
 def train_denoiser(bundle, draw, iters, batch, lr, ckpt, resume, seed, val=None, eval_every=1000,
-                   log=print):
+                   log=print, chunk: int | None = CHUNK):
     validate = (lambda: denoiser_validation(bundle, val)) if val is not None else None
     return fit(bundle.denoiser, DenoiserLoss(bundle), draw, iters, batch, lr, ckpt, resume, seed,
-               validate, eval_every, log, desc="denoiser")
+               validate, eval_every, log, desc="denoiser", chunk=chunk)
 
 
 # ----------------------------------------------------------------------------- sampling helper

@@ -23,20 +23,41 @@ MAX_SAMPLES = 4000
 EVALS_PER_SETTING = 200_000  # denoiser calls: expensive settings are fitted on fewer samples (>= 1000)
 
 
+def sample_count(steps: int, n: int, max_samples: int = MAX_SAMPLES) -> int:
+    """Validation samples (steps, N) is fitted on: fewer for the expensive settings."""
+    return min(max_samples, max(1000, EVALS_PER_SETTING // (steps * n)))
+
+
 def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_samples: int = MAX_SAMPLES,
                      log=print) -> dict:
     """Fit every (steps, N) of the grid on `val` (a fixed set) and store the entries in
-    bundle.calibration; returns a report {key: coverages}."""
+    bundle.calibration; returns a report {key: coverages}.
+
+    Per steps, the N share their draws: the samples of N are the first sample_count(steps, N)
+    of one seeded order, and each group of samples between two such counts is lifted once with
+    the largest N it serves (lift_set_nested); a smaller N takes the first N chains."""
     from ..lifter.calibration import calibration_key, fit_calibration
-    from ..lifter.evaluation import lift_set
+    from ..lifter.evaluation import lift_set_nested
     report = {}
+    order = common.subset_order(val, seed)
     for steps in steps_list:
+        t0 = time.time()
+        counts = {n: min(sample_count(steps, n, max_samples), len(order)) for n in n_list}
+        raws = {n: [] for n in n_list}
+        lo = 0
+        for hi in sorted(set(counts.values())):
+            served = [n for n in n_list if counts[n] >= hi]
+            group = lift_set_nested(bundle, common.take(val, order[lo:hi]), steps, served, seed=[seed, lo])
+            for n in served:
+                raws[n].append(group[n])
+            lo = hi
+        log(f"[calibrate] steps {steps}: lifted in {time.time() - t0:.0f} s")
         for n in n_list:
-            t0 = time.time()
-            d = common.subset(val, min(max_samples, max(1000, EVALS_PER_SETTING // (steps * n))), seed)
+            t1 = time.time()
+            raw = {k: np.concatenate([r[k] for r in raws[n]]) for k in raws[n][0]}
+            d = common.take(val, order[:counts[n]])
             gt_rel = d["pose3d"]
             gt_abs = d["pose3d"] + d["root"][:, None]
-            raw = lift_set(bundle, d, steps, n, seed=seed)
             entry = fit_calibration(raw["pose"] - gt_rel, raw["hyp_cov"], raw["pose"],
                                     raw["positions"] - gt_abs, raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"],
                                     raw["chi"])
@@ -49,8 +70,8 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             log(f"[calibrate] {key}: rel 90 % {entry['coverage_rel_before']['0.90']:.3f} -> "
                 f"{entry['coverage_rel_after']['0.90']:.3f}, abs 90 % {entry['coverage_abs_after']['0.90']:.3f} "
                 f"(size std rel {np.sqrt(entry['size_var_rel']):.3f}, abs {np.sqrt(entry['size_var_abs']):.3f}, "
-                f"inflation gamma {entry['inflation_gamma']:.1f}; "
-                f"{time.time() - t0:.0f} s)")
+                f"inflation gamma {entry['inflation_gamma']:.1f}; {counts[n]} samples, "
+                f"fitted in {time.time() - t1:.0f} s)")
     return report
 
 

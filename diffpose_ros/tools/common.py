@@ -79,13 +79,21 @@ def fixed_set(bank, clips, window: int, n_per_clip: int, scale: float = 1.0, see
     return generator(bank, clips, window, data_cfg).fixed_set(seed=seed, n_per_clip=n_per_clip, scale=scale)
 
 
+def subset_order(d: dict, seed: int = 0) -> np.ndarray:
+    """A seeded order of a fixed set's samples: its first n, sorted, are subset(d, n, seed), so
+    the subsets of one seed are nested."""
+    return np.random.default_rng(seed).permutation(len(d["pose3d"]))
+
+
+def take(d: dict, idx) -> dict:
+    return {k: v[idx] for k, v in d.items()}
+
+
 def subset(d: dict, n: int | None, seed: int = 0) -> dict:
     """At most n samples of a fixed set (a seeded random choice, kept in order)."""
-    total = len(d["pose3d"])
-    if n is None or n >= total:
+    if n is None or n >= len(d["pose3d"]):
         return d
-    idx = np.sort(np.random.default_rng(seed).permutation(total)[:n])
-    return {k: v[idx] for k, v in d.items()}
+    return take(d, np.sort(subset_order(d, seed)[:n]))
 
 
 def bundle_data_config(b) -> dict:

@@ -109,7 +109,7 @@ def main(argv=None):
         model = MartinezBaseline()
         summary["baseline_history"] = timed("baseline", lambda: T.train_regressor(
             model, draw, val_small, args.iters, args.batch, args.lr, ckpt_dir / "baseline.pt", args.resume,
-            args.seed, args.eval_every, log, "baseline"))
+            args.seed, args.eval_every, log, "baseline", chunk=None))  # BatchNorm: one pass per batch
         save_baseline(model, {"hidden": 1024, "blocks": 2, "dropout": 0.5, "data": data_cfg}, out)
     else:
         if args.stage in ("all", "encoder"):
