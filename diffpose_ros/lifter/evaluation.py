@@ -72,10 +72,11 @@ def lift_set_nested(bundle, d: dict, steps: int, n_list, aggregation: str = "sam
         noise, u = torch.from_numpy(noise), torch.from_numpy(u)
         chains = [sampler.chain(x[j:j + rows], noise[j:j + rows], u[j:j + rows]) for j in range(0, b, rows)]
         hyps_all, first_all, prior_cov = (torch.cat(c) for c in zip(*chains))
+        kp_norm, sigma_2d = placement_inputs(d, sl)
         for n in n_list:
             mean, hyp_cov = sampler.aggregate(hyps_all[:, :n], first_all[:, :n], prior_cov)
             mean, hyp_cov, hyps = (o.numpy().astype(np.float64) for o in (mean, hyp_cov, hyps_all[:, :n]))
-            t = lifters[n].raw_terms(*placement_inputs(d, sl), d["conf"][sl], mean, hyp_cov, hyps)
+            t = lifters[n].raw_terms(kp_norm, sigma_2d, d["conf"][sl], mean, hyp_cov, hyps)
             t["hyps"] = hyps
             parts[n].append(t)
     return {n: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for n, ps in parts.items()}
