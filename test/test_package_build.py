@@ -4,7 +4,6 @@ and with --symlink-install, then `ros2 launch diffpose_ros pose.launch.py sample
 from each install space with the real launch system (../shared/ros-launch, installed by setup)."""
 import ast
 import os
-import pty
 import re
 import shutil
 import signal
@@ -15,6 +14,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from launch_terminal import close_terminal, start_launch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
@@ -161,15 +163,7 @@ def launch(install: Path, log_path: Path, ros_env: dict, *args):
     env = {k: v for k, v in ros_env.items() if not k.startswith(("AMENT_", "CMAKE_", "COLCON_"))}
     env["PATH"] = f"{VENV / 'bin'}:{os.environ['PATH']}"
     cmd = f"source {install / 'setup.bash'} && exec ros2 launch diffpose_ros pose.launch.py {' '.join(args)}"
-    # a terminal on stdin, as in a shell: a noninteractive launch (non-tty stdin) also forwards
-    # SIGINT to the node itself and can reap it before asyncio's child watcher does ("Unknown
-    # child process pid", exit code 255; CPython issue 87744). See test_ros_stop.Run.
-    primary, terminal = pty.openpty()
-    launched = subprocess.Popen(["bash", "-c", cmd], env=env, stdin=terminal, stdout=open(log_path, "w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    os.close(terminal)
-    launched.terminal = primary
-    return launched
+    return start_launch(cmd, env, open(log_path, "w"))   # a terminal on stdin: launch_terminal.py
 
 
 def receive(topic: str, launched, log_path: Path, n: int = 2, timeout: float = 150.0):
@@ -217,7 +211,7 @@ def stop(launched, log_path: Path) -> None:
         os.killpg(launched.pid, signal.SIGKILL)
         raise AssertionError("launch did not stop within 30 s of SIGINT:\n" + log_path.read_text()[-3000:])
     finally:
-        os.close(launched.terminal)
+        close_terminal(launched)
     assert pids, log_path.read_text()[-3000:]
     left = [p for p in pids if Path(f"/proc/{p}").exists()]
     assert code == 0, f"launch exit code {code}:\n{log_path.read_text()[-3000:]}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import pty
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 sys.path.insert(0, str(Path(__file__).parent))
+from launch_terminal import close_terminal, start_launch  # noqa: E402
 from node_harness import RELIABLE, image_msg, load_image  # noqa: E402
 from test_backends_child import process_gone  # noqa: E402
 
@@ -79,15 +79,7 @@ class Run:
             launch = (f"source {workspace / 'install' / 'setup.bash'} && exec ros2 launch diffpose_ros "
                       f"pose.launch.py backend:={PARAMS['backend']} detector_model:={DETECTOR} "
                       f"params_file:={params}")
-            # A terminal on stdin, as in a shell: `ros2 launch` with a non-tty stdin is
-            # "noninteractive" and forwards a second SIGINT to the node itself; Popen.send_signal()
-            # then polls first and can reap a node that already exited before asyncio's child
-            # watcher sees it ("Unknown child process pid", exit code 255; CPython issue 87744,
-            # fixed in 3.13's asyncio). Interactive, launch leaves SIGINT to the process group.
-            self.terminal, terminal = pty.openpty()
-            self.proc = subprocess.Popen(["bash", "-c", launch], env=env, stdin=terminal, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-            os.close(terminal)
+            self.proc = start_launch(launch, env, out)   # a terminal on stdin: launch_terminal.py
         self.client = rclpy.create_node(f"stop_test_{name}")
         from diffpose_ros.msg import HumanPose3DArray
         from sensor_msgs.msg import CameraInfo, Image
@@ -163,7 +155,7 @@ class Run:
         took = time.monotonic() - t0
         self.code = self.proc.wait(timeout=20)
         if self.mode == "launch":
-            os.close(self.terminal)
+            close_terminal(self.proc)
         self.client.destroy_node()
         return took
 
