@@ -48,6 +48,7 @@ class Person3D:
     covariance_rel: np.ndarray | None = None                        # (17, 3, 3) root-relative
     filtered: FilteredState | None = None                           # the per-track filter's state
     size_var: float = 0.0          # var of the relative body-size error (lifter.LiftResult.size_var)
+    size_from_floor: bool = False  # the size came from the feet on the floor (lifter/ground.py)
 
 
 def repair_covariance(cov: np.ndarray, tol: float = 1e-6, floor: float = 1e-8) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 from .camera import Intrinsics  # noqa: F401  (the camera model; re-exported for the pipeline's callers)
 from .detector.follow import FollowConfig, Follower
 from .filter.people_filter import FilterConfig, PeopleFilter
+from .lifter.ground import Ground
 from .people import Person3D, check_people
 
 log = logging.getLogger("diffpose_ros.pipeline")
@@ -35,6 +36,7 @@ class PipelineConfig:
     max_people: int = 10
     filter: FilterConfig = field(default_factory=FilterConfig)
     follow: FollowConfig = field(default_factory=FollowConfig)    # detect around tracked people only
+    ground: Ground | None = None        # the floor in the camera frame: body size from the feet
 
 
 @dataclass
@@ -176,7 +178,7 @@ class PosePipeline:
                 # lens distortion (or a rectified image's rotation) off: pinhole pixels under K
                 kp_ideal = intrinsics.undistort(kp[idx])
                 result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
-                                          track_ids=[tracks[i].track_id for i in idx])
+                                          track_ids=[tracks[i].track_id for i in idx], ground=cfg.ground)
                 lifted = []
                 for j, i in enumerate(idx):
                     det = tracks[i].detection
@@ -188,7 +190,8 @@ class PosePipeline:
                         num_hypotheses=self.lifter.n_hyp, diffusion_steps=self.lifter.steps,
                         reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
                         positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j],
-                        covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j])))
+                        covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j]),
+                        size_from_floor=bool(result.ground_used[j])))
                 for person, err in zip(lifted, check_people(lifted)):
                     if err is None:
                         people.append(person)

@@ -21,7 +21,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 # launch argument -> node parameter, passed only when the argument is given (not '')
-OVERRIDES = ("image_topic", "camera_info_topic", "backend", "detector_model", "use_sim_time")
+FLOOR = ("camera_height_m", "camera_pitch_deg", "camera_roll_deg")   # numbers: the floor, for the body size
+OVERRIDES = ("image_topic", "camera_info_topic", "backend", "detector_model", "use_sim_time") + FLOOR
 CAMERA_OVERRIDES = ("image_topic", "camera_info_topic", "use_sim_time")
 TRUE = ("true", "1", "yes", "on")
 
@@ -31,6 +32,12 @@ def given_overrides(arg: dict) -> dict:
     given = {name: arg[name] for name in OVERRIDES if arg.get(name, "") != ""}
     if "use_sim_time" in given:
         given["use_sim_time"] = given["use_sim_time"].lower() in TRUE
+    for name in FLOOR:
+        if name in given:
+            try:
+                given[name] = float(given[name])
+            except ValueError:
+                raise RuntimeError(f"{name}:={given[name]!r} is not a number; nothing was started") from None
     return given
 
 
@@ -89,6 +96,13 @@ def generate_launch_description():
                               + not_given),
         DeclareLaunchArgument("detector_model", default_value="",
                               description="YOLOv8/YOLO11-pose ONNX path" + not_given),
+        DeclareLaunchArgument("camera_height_m", default_value="",
+                              description="the camera's height above the floor, m: the body's size from its feet "
+                              "(0: unknown)" + not_given),
+        DeclareLaunchArgument("camera_pitch_deg", default_value="",
+                              description="the camera's optical axis below the horizon, degrees" + not_given),
+        DeclareLaunchArgument("camera_roll_deg", default_value="",
+                              description="the camera's roll about its optical axis, degrees" + not_given),
         DeclareLaunchArgument("sample_camera", default_value="false",
                               description="also start a sample camera publishing the bundled images"),
         DeclareLaunchArgument("sample_source", default_value="",

@@ -23,7 +23,7 @@ def two_people():
             root_covariance=np.diag([0.01, 0.02, 0.09]),
             keypoints_2d=rng.uniform(0, 640, size=(17, 2)).astype(np.float32),
             keypoint_conf=rng.uniform(0, 1, size=17).astype(np.float32),
-            num_hypotheses=5, diffusion_steps=5, reliable=track_id == 3))
+            num_hypotheses=5, diffusion_steps=5, reliable=track_id == 3, size_from_floor=track_id == 11))
     return people
 
 

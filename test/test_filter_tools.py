@@ -85,6 +85,15 @@ def test_evaluate_filter_command(tmp_path, monkeypatch):
                 "jitter_filtered_mps2", "consistency90_velocity"):
         assert np.isfinite(r[key]), key
     assert res["models"]["cv"]["benchmark"]["3_people_ms_p50"] > 0 and plot.stat().st_size > 10_000
+    # the same sequence with the camera's height and tilt given: lifted again (its own cache entry),
+    # the body sized from the floor, a different root
+    floor = tmp_path / "floor.json"
+    assert evaluate_filter.main(["--split", "val", "--limit-clips", "1", "--cameras", "1", "--rates", "10",
+                                 "--drops", "none", "--backend", "torch", "--floor", "--out", str(floor),
+                                 "--plot", "none"]) == 0
+    rf = json.loads(floor.read_text())
+    assert rf["floor_known"] and not res["floor_known"]
+    assert rf["models"]["cv"]["results"]["10Hz/none/all"]["root_error_raw_m"] != table["10Hz/none/all"]["root_error_raw_m"]
     # a second run reads the lifted sequences from the cache
     assert evaluate_filter.main(["--split", "val", "--limit-clips", "1", "--cameras", "1", "--rates", "10",
                                  "--drops", "none", "--backend", "torch", "--out", str(out), "--plot", str(plot)]) == 0

@@ -43,6 +43,7 @@ def test_calibrate_then_evaluate(trained):
                            "--threads", "1"]) == 0
     cal = json.loads((w / "calibration.json").read_text())
     assert "s1_n4" in cal and "s2_n3" in cal
+    assert len(cal["s1_n4"]["ground"]["var_scale"]) == 17 and cal["s1_n4"]["ground"]["share_used"] > 0.5
     out = root / "eval.json"
     assert evaluate.main(["--weights", str(w), "--rows", "val", "--steps", "1", "--n-hyp", "4",
                           "--max-samples", "120", "--out", str(out), "--plot", str(root / "u.png"),
@@ -51,6 +52,9 @@ def test_calibrate_then_evaluate(trained):
     assert r["DiffPose frame"]["calibration"] == "s1_n4" and r["DiffPose frame"]["mpjpe_mm"] > 0
     assert set(r["DiffPose frame"]["coverage_abs"]) == {"0.50", "0.90", "0.95"}
     assert r["encoder frame"]["root_error_m"] > 0
+    floor = r["DiffPose frame, floor known"]      # the same samples, each camera's height and tilt given
+    assert floor["floor_used"] > 0.5 and floor["n"] == r["DiffPose frame"]["n"]
+    assert floor["root_error_m"] != r["DiffPose frame"]["root_error_m"]
     assert (root / "u.png").stat().st_size > 1000
     # the test rows are in an 'all'-protocol bundle's training data: refused, not silently measured
     with pytest.raises(SystemExit, match="leave-out-v1"):
@@ -72,6 +76,7 @@ def test_evaluate_on_human36m_files(trained, tmp_path):
                           "--h36m-2d", str(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz")]) == 0
     r = json.loads(out.read_text())["rows"]["h36m"]
     assert r["DiffPose frame"]["n"] > 0 and np.isfinite(r["DiffPose frame"]["mpjpe_mm"])
+    assert "DiffPose frame, floor known" not in r      # Human3.6M's files give no floor
 
 
 def test_fit_gmm_tool(trained):

@@ -88,6 +88,10 @@ def test_launch_overrides_only_what_is_given():
     assert module.given_overrides(dict(not_given, image_topic="/cam/image", backend="torch", use_sim_time="true")) == {
         "image_topic": "/cam/image", "backend": "torch", "use_sim_time": True}
     assert module.given_overrides(dict(not_given, use_sim_time="false")) == {"use_sim_time": False}
+    assert module.given_overrides(dict(not_given, camera_height_m="1.2", camera_pitch_deg="15")) == {
+        "camera_height_m": 1.2, "camera_pitch_deg": 15.0}
+    with pytest.raises(RuntimeError, match="camera_height_m:='high' is not a number"):
+        module.given_overrides(dict(not_given, camera_height_m="high"))
     module.check_rviz(False)
     with pytest.raises(RuntimeError, match="rviz2 is not installed"):   # no rviz2 in this venv
         module.check_rviz(True)

@@ -107,3 +107,4 @@ def test_two_people_cross_processes(ros_env):
         np.testing.assert_allclose(np.reshape(got.keypoints_2d, (17, 2)), want.keypoints_2d)
         np.testing.assert_allclose(got.keypoint_confidence, want.keypoint_conf)
         assert (got.num_hypotheses, got.diffusion_steps) == (5, 5)
+        assert got.size_from_floor == want.size_from_floor

@@ -247,6 +247,39 @@ def test_runtime_parameters_validated(node):
     assert isinstance(ParameterMsg(), ParameterMsg)
 
 
+def test_camera_height_gives_the_size_from_the_floor(node):
+    """camera_height_m / camera_pitch_deg set at run time: from the next frame the people are
+    sized from their feet on the floor (size_from_floor, /diagnostics says so); 0 turns it off;
+    a negative height is refused."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = node.node.create_client(SetParameters, f"/{node.name}/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def set_params(**values):
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        fut = client.call_async(req)
+        node.spin_until(fut.done, 10, f"set {values}")
+        return fut.result().results[0]
+
+    node.send_info(640, 480)
+    img = load_image("basketball1.png")
+    node.send(image_msg(img, sec=4000))
+    plain = node.pose_for(4000)
+    assert plain.people and not any(p.size_from_floor for p in plain.people)
+    assert not set_params(camera_height_m=-1.0).successful
+    assert set_params(camera_height_m=1.5, camera_pitch_deg=5.0).successful
+    node.send(image_msg(img, sec=4001))
+    floor = node.pose_for(4001)
+    check_people(floor, img)
+    assert any(p.size_from_floor for p in floor.people)
+    roots = {p.track_id: p.root.z for p in plain.people}
+    assert any(abs(p.root.z - roots[p.track_id]) > 1e-3 for p in floor.people if p.size_from_floor and p.track_id in roots)
+    assert set_params(camera_height_m=0.0).successful
+    node.send(image_msg(img, sec=4002))
+    assert not any(p.size_from_floor for p in node.pose_for(4002).people)
+
+
 def test_time_jump_back_resets_and_goes_on(node):
     """A stamp far older than the last (simulator reset, use_sim_time restart) is a jump back in
     time: the node resets tracker and temporal buffers, logs it, counts it, and publishes again."""

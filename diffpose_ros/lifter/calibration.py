@@ -88,27 +88,34 @@ def _binned_deviation(err, cov, chi, bins=5):
     return float(sum((inside[idx == b].mean() - TARGET) ** 2 for b in range(bins) if (idx == b).any()))
 
 
-def fit_relative(err, hyp_cov, pose, size_grid=SIZE_GRID):
-    """a_j (J,) and c_rel for root-relative errors err (S,J,3); joint 0 (the root) is skipped."""
+def _weight(size_w, n):
+    return np.ones((n, 1, 1)) if size_w is None else np.asarray(size_w, np.float64).reshape(n, 1, 1)
+
+
+def fit_relative(err, hyp_cov, pose, size_grid=SIZE_GRID, size_w=None):
+    """a_j (J,) and c_rel for root-relative errors err (S,J,3); joint 0 (the root) is skipped.
+    size_w (S,): per-sample weight of the size term (the floor's, ground.py; default 1)."""
+    w = _weight(size_w, len(err))
     best = None
     for c in size_grid:
         a = np.ones(err.shape[1])
         for j in range(1, err.shape[1]):
-            size_j = c * _outer(pose[:, j])
+            size_j = c * w * _outer(pose[:, j])
             a[j] = _bisect_scale(lambda m: m * hyp_cov[:, j] + size_j + 1e-12 * np.eye(3), err[:, j])
-        cov = a[None, 1:, None, None] * hyp_cov[:, 1:] + c * _outer(pose[:, 1:])
+        cov = a[None, 1:, None, None] * hyp_cov[:, 1:] + c * w[:, None] * _outer(pose[:, 1:])
         nll = _nll(err[:, 1:], cov)
         if best is None or nll < best[0]:
             best = (nll, a, c)
     return best[1], float(best[2])
 
 
-def fit_absolute(err, hyp_cov_abs, a, cov_t2d, pos, size_grid=SIZE_GRID):
+def fit_absolute(err, hyp_cov_abs, a, cov_t2d, pos, size_grid=SIZE_GRID, size_w=None):
     """(b, c_abs) for absolute errors err (S,J,3) given the relative scales a (J,)."""
     base = a[None, :, None, None] * hyp_cov_abs
+    w = _weight(size_w, len(err))[:, None]
     best = None
     for c in size_grid:
-        size = c * _outer(pos)
+        size = c * w * _outer(pos)
         b = _bisect_scale(lambda m: base + m * cov_t2d[:, None] + size, err)
         nll = _nll(err, base + b * cov_t2d[:, None] + size)
         if best is None or nll < best[0]:
@@ -117,43 +124,68 @@ def fit_absolute(err, hyp_cov_abs, a, cov_t2d, pos, size_grid=SIZE_GRID):
 
 
 class CovarianceModel:
-    """One calibration entry (a dict from calibration.json) applied to the lifter's raw terms."""
+    """One calibration entry (a dict from calibration.json) applied to the lifter's raw terms.
+
+    An entry may hold a second set of scales under "ground", fitted on the same clips with the
+    body scaled by the floor (ground.py); people whose size came from the floor (`used`) get
+    those, with the size term weighted by `size_w` (the fused size variance over the prior's)."""
 
     def __init__(self, entry: dict | None, key: str | None = None):
         entry = entry or {}
         self.key = key
         self.calibrated = bool(entry)
-        self.a = np.asarray(entry.get("var_scale", np.ones(17)), np.float64)
-        self.b = float(entry.get("root_2d_scale", 1.0))
-        self.c_rel = float(entry.get("size_var_rel", 0.0))
-        self.c_abs = float(entry.get("size_var_abs", 0.0))
+        self.a, self.b, self.c_rel, self.c_abs = self._scales(entry)
+        g = entry.get("ground")
+        self.ground = self._scales(g) if g else None
         self.chi0 = float(entry.get("inflation_chi0", 1.0))
         self.gamma = float(entry.get("inflation_gamma", 0.0))
+
+    @staticmethod
+    def _scales(e):
+        return (np.asarray(e.get("var_scale", np.ones(17)), np.float64), float(e.get("root_2d_scale", 1.0)),
+                float(e.get("size_var_rel", 0.0)), float(e.get("size_var_abs", 0.0)))
 
     def _s(self, chi, n):
         return np.ones(n) if chi is None else inflation(chi, self.chi0, self.gamma)
 
-    def relative(self, hyp_cov, pose, chi=None):
+    def _rows(self, n, size_w, used):
+        """Per person (a (n,J), b (n,), c_rel (n,), c_abs (n,))."""
+        a, b, c_rel, c_abs = (np.broadcast_to(np.asarray(v, np.float64), (n,) + np.shape(v)) for v in
+                              (self.a, self.b, self.c_rel, self.c_abs))
+        if used is None or self.ground is None or not np.any(used):
+            return a, b, c_rel, c_abs
+        u = np.asarray(used, bool)
+        w = np.asarray(size_w, np.float64)
+        ag, bg, crg, cag = self.ground
+        return (np.where(u[:, None], ag[None], a), np.where(u, bg, b), np.where(u, crg * w, c_rel),
+                np.where(u, cag * w, c_abs))
+
+    def relative(self, hyp_cov, pose, chi=None, size_w=None, used=None):
         s = self._s(chi, len(pose))[:, None, None, None]
-        return s * (self.a[None, :, None, None] * hyp_cov + self.c_rel * _outer(pose))
+        a, _, c_rel, _ = self._rows(len(pose), size_w, used)
+        return s * (a[:, :, None, None] * hyp_cov + c_rel[:, None, None, None] * _outer(pose))
 
-    def absolute(self, hyp_cov_abs, cov_t2d, pos, chi=None):
+    def absolute(self, hyp_cov_abs, cov_t2d, pos, chi=None, size_w=None, used=None):
         s = self._s(chi, len(pos))[:, None, None, None]
-        return s * (self.a[None, :, None, None] * hyp_cov_abs + self.b * cov_t2d[:, None]
-                    + self.c_abs * _outer(pos))
+        a, b, _, c_abs = self._rows(len(pos), size_w, used)
+        return s * (a[:, :, None, None] * hyp_cov_abs + b[:, None, None, None] * cov_t2d[:, None]
+                    + c_abs[:, None, None, None] * _outer(pos))
 
-    def size_variance(self, chi, n):
+    def size_variance(self, chi, n, size_w=None, used=None):
         """(n,) variance of the relative body-size error delta in `absolute`: its term
         size_variance * P_j P_j^T. One person has one size, so over a track this part of the
         error is the same in every frame (the per-track filter must not average it away)."""
-        return self._s(chi, n) * self.c_abs
+        return self._s(chi, n) * self._rows(n, size_w, used)[3]
 
 
-def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi) -> dict:
+def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, ground=None) -> dict:
     """All arrays per sample (S, 17, ...), chi (S,). Returns a calibration.json entry with coverages.
 
     The inflation multiplies the whole covariance, so fitting the scales under it is fitting them
-    to the errors divided by sqrt(s)."""
+    to the errors divided by sqrt(s). `ground`: the same terms of the same samples with the body
+    scaled by the floor (keys err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, and
+    size_w, used from ground.apply_floor): a second set of scales, entry["ground"], fitted on the
+    samples whose floor was used, under the same widening."""
     chi = np.asarray(chi, np.float64)
     a0, c0 = fit_relative(err_rel, hyp_cov, pose)
     base = a0[None, 1:, None, None] * hyp_cov[:, 1:] + c0 * _outer(pose[:, 1:])
@@ -169,8 +201,6 @@ def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, 
     _, chi0, gamma = best
     root_s = np.sqrt(inflation(chi, chi0, gamma))[:, None, None]
     a, c_rel = fit_relative(err_rel / root_s, hyp_cov, pose)
-    best = (None, chi0, gamma, a, c_rel, root_s)
-    _, chi0, gamma, a, c_rel, root_s = best
     b, c_abs = fit_absolute(err_abs / root_s, hyp_cov_abs, a, cov_t2d, pos)
     entry = {"var_scale": a.tolist(), "size_var_rel": c_rel, "root_2d_scale": b, "size_var_abs": c_abs,
              "inflation_chi0": chi0, "inflation_gamma": gamma, "n_samples": int(len(err_rel))}
@@ -179,6 +209,20 @@ def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, 
     entry["coverage_rel_after"] = coverage(mahalanobis_sq(err_rel, m.relative(hyp_cov, pose, chi) + 1e-12 * np.eye(3)))
     entry["coverage_abs_after"] = coverage(mahalanobis_sq(err_abs, m.absolute(hyp_cov_abs, cov_t2d, pos, chi)),
                                            skip_root=False)
+    if ground is not None and np.any(ground["used"]):
+        g = ground
+        u = np.asarray(g["used"], bool)
+        rs, w = root_s[u], np.asarray(g["size_w"], np.float64)[u]
+        ag, crg = fit_relative(g["err_rel"][u] / rs, g["hyp_cov"][u], g["pose"][u], size_w=w)
+        bg, cag = fit_absolute(g["err_abs"][u] / rs, g["hyp_cov_abs"][u], ag, g["cov_t2d"][u], g["pos"][u], size_w=w)
+        entry["ground"] = {"var_scale": ag.tolist(), "size_var_rel": crg, "root_2d_scale": bg, "size_var_abs": cag,
+                           "n_samples": int(u.sum()), "share_used": float(u.mean())}
+        m = CovarianceModel(entry)
+        kw = {"size_w": g["size_w"], "used": u}
+        entry["ground"]["coverage_rel_after"] = coverage(mahalanobis_sq(
+            g["err_rel"], m.relative(g["hyp_cov"], g["pose"], chi, **kw) + 1e-12 * np.eye(3)))
+        entry["ground"]["coverage_abs_after"] = coverage(mahalanobis_sq(
+            g["err_abs"], m.absolute(g["hyp_cov_abs"], g["cov_t2d"], g["pos"], chi, **kw)), skip_root=False)
     return entry
 
 

@@ -4,7 +4,8 @@ One code path with the node: the DiffPose rows go through Lifter (placement, agg
 calibration) exactly as diffpose-lift and the node do; the sampler runs in torch with seeded noise.
 An evaluation set is a dict of arrays as the data generator's `fixed_set` returns it: `inputs`
 (S,17,3) or (S,T,17,3), `keypoints_px` (S,17,2), `conf` (S,17), `K` (S,3,3), `pose3d` (S,17,3)
-root-relative, `root` (S,3).
+root-relative, `root` (S,3); for the floor (ground.py) also `cam_R` (S,3,3) world (Y up) -> camera
+and `cam_height` (S,) metres above the floor.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..skeleton import NUM_JOINTS
+from .ground import Ground, apply_floor
 from .lifter import Lifter, sigma_2d_norm
 from .metrics import LEVELS, coverage, gaussian_nll, mahalanobis_sq, pa_mpjpe, per_joint_error
 from .sampler import DiffPoseSampler
@@ -25,6 +27,20 @@ def placement_inputs(d: dict, sl=slice(None)):
     return camera.normalize(kp, K), sigma_2d_norm(kp, conf, K)
 
 
+def ground_of(d: dict, sl=slice(None)) -> Ground:
+    """The floor of samples `sl` in their camera frames: the world's up (R e_y) and the camera
+    height, as the generator drew them."""
+    return Ground(d["cam_R"][sl][:, :, 1], d["cam_height"][sl])
+
+
+GROUND = "ground_"   # prefix of the floor-scaled terms in lift_set's output
+
+
+def ground_terms(raw: dict) -> dict:
+    """The floor-scaled raw terms of a lift_set(..., ground=True) output, under the plain names."""
+    return {k[len(GROUND):]: v for k, v in raw.items() if k.startswith(GROUND)}
+
+
 # Sampler chains per torch call. On 2 cores a call of 160 to 320 chains costs about 0.57x per
 # chain what a call of 5120 costs (0.51 against 0.90 ms at K = 2: the activations then leave the
 # caches); the noise is still drawn per `batch`, so the numbers do not depend on this.
@@ -34,18 +50,19 @@ CHAINS_PER_CALL = 320
 @torch.no_grad()
 def lift_set(bundle, d: dict, steps: int, n_hyp: int, aggregation: str = "sampler", start_step=None,
              sampler_aggregation=None, antithetic: bool = False, batch: int = 256, seed: int = 0,
-             progress: bool = True) -> dict:
+             progress: bool = True, ground: bool = False) -> dict:
     """All per-sample outputs of one DiffPose setting on a fixed set: the raw terms of
     Lifter.raw_terms plus the hypotheses (every array (S, ...)). Per-sample intrinsics are used
-    (each sample has its own camera)."""
+    (each sample has its own camera). ground: also the same terms with the body scaled by the
+    floor of each sample's camera (ground_of), under GROUND-prefixed keys (ground_terms)."""
     return lift_set_nested(bundle, d, steps, [n_hyp], aggregation, start_step, sampler_aggregation,
-                           antithetic, batch, seed, progress)[n_hyp]
+                           antithetic, batch, seed, progress, ground)[n_hyp]
 
 
 @torch.no_grad()
 def lift_set_nested(bundle, d: dict, steps: int, n_list, aggregation: str = "sampler", start_step=None,
                     sampler_aggregation=None, antithetic: bool = False, batch: int = 256, seed: int = 0,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, ground: bool = False) -> dict:
     """lift_set for several N at once: {N: outputs}. The chains run once with the largest N;
     each N aggregates the first N chains of every sample, which are a draw of that N (the
     chains are independent), so the N share their draws and cost one run."""
@@ -77,17 +94,21 @@ def lift_set_nested(bundle, d: dict, steps: int, n_list, aggregation: str = "sam
             mean, hyp_cov = sampler.aggregate(hyps_all[:, :n], first_all[:, :n], prior_cov)
             mean, hyp_cov, hyps = (o.numpy().astype(np.float64) for o in (mean, hyp_cov, hyps_all[:, :n]))
             t = lifters[n].raw_terms(kp_norm, sigma_2d, d["conf"][sl], mean, hyp_cov, hyps)
+            if ground:
+                t.update({GROUND + k: v for k, v in apply_floor(t, sigma_2d, d["conf"][sl], ground_of(d, sl)).items()})
             t["hyps"] = hyps
             parts[n].append(t)
     return {n: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for n, ps in parts.items()}
 
 
 def publish(bundle, raw: dict, steps: int, n_hyp: int):
-    """(cov_rel, cov_abs, calibration key) of raw terms under the bundle's calibration."""
+    """(cov_rel, cov_abs, calibration key) of raw terms (plain or ground_terms) under the
+    bundle's calibration."""
     lifter = Lifter(bundle=bundle, steps=steps, n_hyp=n_hyp, runner=lambda *a: None)
     m = lifter.covariance_model
-    return (m.relative(raw["hyp_cov"], raw["pose"], raw["chi"]),
-            m.absolute(raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"], raw["chi"]), m.key)
+    kw = {"size_w": raw.get("size_w"), "used": raw.get("ground_used")}
+    return (m.relative(raw["hyp_cov"], raw["pose"], raw["chi"], **kw),
+            m.absolute(raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"], raw["chi"], **kw), m.key)
 
 
 def pose_metrics(pose_rel, d: dict, root=None) -> dict:
@@ -120,4 +141,4 @@ def radius_vs_error(cov, err, level: float = 0.9):
     return radius.ravel(), np.linalg.norm(err, axis=-1).ravel()
 
 
-__all__ = ["lift_set", "lift_set_nested", "publish", "pose_metrics", "uncertainty_metrics", "radius_vs_error", "placement_inputs", "LEVELS"]
+__all__ = ["lift_set", "lift_set_nested", "ground_of", "ground_terms", "publish", "pose_metrics", "uncertainty_metrics", "radius_vs_error", "placement_inputs", "LEVELS"]

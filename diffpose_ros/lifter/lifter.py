@@ -9,8 +9,9 @@ from the lifter's own seeded numpy Generator so that every backend sees the same
 After the runner: the root is placed by weighted least squares on the reprojection (the 2D
 uncertainty from the detector's fitted model, detector/uncertainty.py), every hypothesis is placed
 by its own root too (so the absolute covariance carries the pose-dependent root uncertainty and its
-correlation with each joint), and calibration.py turns the raw terms into the published
-covariances with the calibration of this (steps, N).
+correlation with each joint); when the floor is known (`ground`: the camera's height and tilt)
+the body is rescaled to stand on it (ground.py); and calibration.py turns the raw terms into the
+published covariances with the calibration of this (steps, N).
 """
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ..detector.uncertainty import keypoint_box_diagonal, keypoint_sigma_px
 from ..paths import WEIGHTS_DIR
 from ..skeleton import NUM_JOINTS
 from .calibration import CovarianceModel, absolute_hypothesis_cov, reprojection_score, select_entry
+from .ground import Ground, apply_floor
 from .model_io import load_bundle
 from .placement import place_hypotheses, place_root
 from .sampler import DiffPoseSampler
@@ -43,6 +45,8 @@ class LiftResult:
     # (P,) variance of the relative body-size error delta, the part size_var * X X^T of every
     # absolute covariance (X = the joint's position): constant over a track, see filter/
     size_var: np.ndarray
+    # (P,) bool: the body's size (and so its distance) came from the floor (ground.py)
+    ground_used: np.ndarray | None = None
 
     def __len__(self):
         return len(self.positions)
@@ -158,7 +162,9 @@ class Lifter:
         return out
 
     # ------------------------------------------------------------------ main entry
-    def lift(self, keypoints_px, conf, K, track_ids=None) -> LiftResult:
+    def lift(self, keypoints_px, conf, K, track_ids=None, ground: Ground | None = None) -> LiftResult:
+        """ground: the floor in the camera frame (camera height and tilt known): the body's size
+        from its feet (ground.py); None: the typical size, its ambiguity in the covariance."""
         kp = np.asarray(keypoints_px, np.float64)
         conf = np.asarray(conf, np.float64)
         K = np.asarray(K, np.float64)
@@ -181,7 +187,7 @@ class Lifter:
             z3 = np.zeros((0, NUM_JOINTS, 3))
             z33 = np.zeros((0, NUM_JOINTS, 3, 3))
             return LiftResult(z3, z3, z33, z33, np.zeros((0, 3)), np.zeros((0, 3, 3)),
-                              np.zeros((0, N, NUM_JOINTS, 3)), np.zeros(0))
+                              np.zeros((0, N, NUM_JOINTS, 3)), np.zeros(0), np.zeros(0, bool))
         conf = np.clip(conf, 0.0, 1.0)
         kn = camera.normalize(kp, K)
         frames = np.concatenate([kn, conf[..., None]], -1).astype(np.float32)
@@ -192,21 +198,26 @@ class Lifter:
         if not (np.isfinite(mean).all() and np.isfinite(hyp_cov).all() and np.isfinite(hyps).all()):
             raise RuntimeError("lifter network produced NaN/inf; check the runner / weights "
                                f"({self.weights_dir})")
-        return self.compose(kn, sigma_2d_norm(kp, conf, K), conf, mean, hyp_cov, hyps)
+        return self.compose(kn, sigma_2d_norm(kp, conf, K), conf, mean, hyp_cov, hyps, ground)
 
-    def compose(self, kn, sigma_n, conf, mean, hyp_cov, hyps) -> LiftResult:
+    def compose(self, kn, sigma_n, conf, mean, hyp_cov, hyps, ground: Ground | None = None) -> LiftResult:
         """Placement and published covariances from the sampler's raw outputs (numpy)."""
-        t = self.raw_terms(kn, sigma_n, conf, mean, hyp_cov, hyps)
+        t = self.raw_terms(kn, sigma_n, conf, mean, hyp_cov, hyps, ground)
         model = self.covariance_model
-        cov_rel = model.relative(t["hyp_cov"], t["pose"], t["chi"])
-        cov_abs = model.absolute(t["hyp_cov_abs"], t["cov_t2d"], t["positions"], t["chi"])
+        kw = {"size_w": t.get("size_w"), "used": t.get("ground_used")}
+        cov_rel = model.relative(t["hyp_cov"], t["pose"], t["chi"], **kw)
+        cov_abs = model.absolute(t["hyp_cov_abs"], t["cov_t2d"], t["positions"], t["chi"], **kw)
+        used = t.get("ground_used", np.zeros(len(t["pose"]), bool))
+        if "scale" in t:
+            hyps = hyps * t["scale"][:, None, None, None]
         return LiftResult(t["positions"], t["pose"], cov_abs, cov_rel, t["root"], cov_abs[:, 0], hyps,
-                          model.size_variance(t["chi"], len(t["pose"])))
+                          model.size_variance(t["chi"], len(t["pose"]), **kw), used)
 
-    def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps) -> dict:
+    def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps, ground: Ground | None = None) -> dict:
         """Everything calibration.py combines: the pose (after aggregation), its root and the 2D
         part of the root's covariance, the hypotheses' relative and absolute covariances, and
-        how well the placed pose reprojects onto its keypoints (chi)."""
+        how well the placed pose reprojects onto its keypoints (chi); with a `ground`, all of it
+        rescaled by the floor (ground.apply_floor)."""
         # the root from the 2D uncertainty alone (why not the hypotheses' spread: placement.py);
         # the pose's part of the root uncertainty enters through the hypotheses' own roots
         root, cov_t2d, roots = place_hypotheses(kn, sigma_n, mean, hyps)
@@ -218,6 +229,7 @@ class Lifter:
         n = hyps.shape[1]
         lam = self.shrinkage_n0 / (max(n - 1, 0) + self.shrinkage_n0)
         pos = mean + root[:, None]
-        return {"pose": mean, "root": root, "positions": pos, "cov_t2d": cov_t2d, "hyp_cov": hyp_cov,
-                "hyp_cov_abs": absolute_hypothesis_cov(hyp_cov, hyps, roots, lam),
-                "chi": reprojection_score(pos, kn, sigma_n, conf)}
+        t = {"pose": mean, "root": root, "positions": pos, "cov_t2d": cov_t2d, "hyp_cov": hyp_cov,
+             "hyp_cov_abs": absolute_hypothesis_cov(hyp_cov, hyps, roots, lam),
+             "chi": reprojection_score(pos, kn, sigma_n, conf)}
+        return t if ground is None else apply_floor(t, sigma_n, conf, ground)

@@ -28,6 +28,7 @@ def person_to_msg(person: Person3D, header, check: bool = True) -> HumanPose3D:
     msg.keypoint_confidence = np.asarray(person.keypoint_conf, dtype=np.float32).tolist()
     msg.num_hypotheses = int(person.num_hypotheses)
     msg.diffusion_steps = int(person.diffusion_steps)
+    msg.size_from_floor = bool(person.size_from_floor)
     state = person.filtered
     if state is not None:
         msg.has_state = True
@@ -83,4 +84,5 @@ def msg_to_person(msg: HumanPose3D) -> Person3D:
         root_covariance=np.asarray(msg.root_covariance, dtype=np.float64).reshape(3, 3),
         keypoints_2d=np.asarray(msg.keypoints_2d, dtype=np.float32).reshape(n, 2),
         keypoint_conf=np.asarray(msg.keypoint_confidence, dtype=np.float32),
-        num_hypotheses=msg.num_hypotheses, diffusion_steps=msg.diffusion_steps, filtered=state)
+        num_hypotheses=msg.num_hypotheses, diffusion_steps=msg.diffusion_steps, filtered=state,
+        size_from_floor=msg.size_from_floor)

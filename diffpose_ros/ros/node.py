@@ -65,6 +65,7 @@ from diffpose_ros.backends.child import kill_children  # noqa: E402
 from diffpose_ros.camera import Intrinsics  # noqa: E402
 from diffpose_ros.detector.follow import FollowConfig  # noqa: E402
 from diffpose_ros.filter.people_filter import FilterConfig  # noqa: E402
+from diffpose_ros.lifter.ground import Ground  # noqa: E402
 from diffpose_ros.msg import HumanPose3DArray  # noqa: E402
 from diffpose_ros.paths import detector_model_problem  # noqa: E402
 from diffpose_ros.pipeline import PipelineConfig, PosePipeline  # noqa: E402
@@ -89,6 +90,14 @@ PARAMETERS = {
     "frame_id": ("", "override the image frame_id ('' keeps it)", None, True),
     "time_jump_s": (1.0, "an image this much older than the last one means time jumped back (bag loop, "
                     "simulator reset): tracker and temporal buffers are reset", (0.0, 3600.0), True),
+    # where the floor is (a robot knows it from its geometry; there is no tf2 lookup here): the
+    # body's size, hence its distance, from its feet on the floor (diffpose_ros/lifter/ground.py)
+    "camera_height_m": (0.0, "the camera's height above the floor, m (0: unknown, the size of a typical adult "
+                        "is assumed; README: body size from the floor)", (0.0, 20.0), True),
+    "camera_pitch_deg": (0.0, "the camera's optical axis below the horizon, degrees (positive: looking down)",
+                         (-90.0, 90.0), True),
+    "camera_roll_deg": (0.0, "the camera's roll about its optical axis, degrees (positive: the world's up "
+                        "leans toward the image's +x)", (-90.0, 90.0), True),
     "detector_model": ("", "YOLOv8/YOLO11-pose ONNX ('' = bundled yolo11n-pose)", detector_model_problem, False),
     "detector_score_threshold": (0.4, "minimum person score", (0.0, 1.0), True),
     "detector_threads": (2, "CPU threads of ONNX Runtime sessions", (1, 64), False),
@@ -276,6 +285,9 @@ class PoseNode(Node):
         return PipelineConfig(score_threshold=self.p["detector_score_threshold"],
                               min_keypoint_conf=self.p["min_keypoint_conf"], min_keypoints=self.p["min_keypoints"],
                               publish_unreliable=self.p["publish_unreliable"], max_people=self.p["max_people"],
+                              ground=(Ground.from_tilt(self.p["camera_height_m"], self.p["camera_pitch_deg"],
+                                                       self.p["camera_roll_deg"])
+                                      if self.p["camera_height_m"] > 0 else None),
                               follow=FollowConfig(every=self.p["detector_follow_every"],
                                                   margin=self.p["detector_follow_margin"]),
                               filter=FilterConfig(
@@ -477,7 +489,11 @@ class PoseNode(Node):
                   **(pipeline.sampling_status() if pipeline is not None else {"sampler_graph": "loading"}),
                   "input_rate_hz": f"{self._rate(self.rate_in):.2f}",
                   "output_rate_hz": f"{self._rate(self.rate_out):.2f}",
-                  "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}"}
+                  "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}",
+                  # where the body size comes from (the floor needs the camera's height and tilt)
+                  "body_size": (f"from the floor (camera {self.p['camera_height_m']:.2f} m up, pitch "
+                                f"{self.p['camera_pitch_deg']:.1f} deg, roll {self.p['camera_roll_deg']:.1f} deg)"
+                                if self.p["camera_height_m"] > 0 else "typical adult (camera_height_m not set)")}
         for stage, times in self.stage_times.items():
             if times:
                 values[f"{stage}_p50_ms"] = f"{np.median(times) * 1e3:.2f}"

@@ -1,7 +1,8 @@
 """diffpose-calibrate: fit the covariance calibration (lifter/calibration.py) of a bundle on its
 validation clips (which it never trained on; bodies of 1.25 to 2.15 m, tools/common.py
 CALIBRATION_HEIGHTS), for a grid of (DDIM steps, hypotheses N), and store
-it in <weights>/calibration.json under the keys s<steps>_n<N>. A (steps, N) outside the grid uses
+it in <weights>/calibration.json under the keys s<steps>_n<N> (each with a second set of scales,
+"ground", for people whose size the floor gave: lifter/ground.py). A (steps, N) outside the grid uses
 the nearest calibrated setting (the node reports which one in /diagnostics). diffpose-train runs
 this as its last stage; run it alone after changing a bundle's sampling settings.
 """
@@ -37,7 +38,7 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
     of one seeded order, and each group of samples between two such counts is lifted once with
     the largest N it serves (lift_set_nested); a smaller N takes the first N chains."""
     from ..lifter.calibration import calibration_key, fit_calibration
-    from ..lifter.evaluation import lift_set_nested
+    from ..lifter.evaluation import ground_terms, lift_set_nested
     report = {}
     order = common.subset_order(val, seed)
     for steps in steps_list:
@@ -47,7 +48,8 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
         lo = 0
         for hi in sorted(set(counts.values())):
             served = [n for n in n_list if counts[n] >= hi]
-            group = lift_set_nested(bundle, common.take(val, order[lo:hi]), steps, served, seed=[seed, lo])
+            group = lift_set_nested(bundle, common.take(val, order[lo:hi]), steps, served, seed=[seed, lo],
+                                    ground=True)
             for n in served:
                 raws[n].append(group[n])
             lo = hi
@@ -58,20 +60,29 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             d = common.take(val, order[:counts[n]])
             gt_rel = d["pose3d"]
             gt_abs = d["pose3d"] + d["root"][:, None]
+            g = ground_terms(raw)
+            ground = {"err_rel": g["pose"] - gt_rel, "hyp_cov": g["hyp_cov"], "pose": g["pose"],
+                      "err_abs": g["positions"] - gt_abs, "hyp_cov_abs": g["hyp_cov_abs"], "cov_t2d": g["cov_t2d"],
+                      "pos": g["positions"], "size_w": g["size_w"], "used": g["ground_used"]}
             entry = fit_calibration(raw["pose"] - gt_rel, raw["hyp_cov"], raw["pose"],
                                     raw["positions"] - gt_abs, raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"],
-                                    raw["chi"])
+                                    raw["chi"], ground)
             entry.update({"steps": int(steps), "n_hyp": int(n), "fitted_on": "val clips"})
             key = calibration_key(steps, n)
             bundle.calibration[key] = entry
             report[key] = {k: entry[k] for k in ("coverage_rel_before", "coverage_rel_after", "coverage_abs_after",
                                                  "size_var_rel", "size_var_abs", "root_2d_scale",
                                                  "inflation_gamma")}
+            gr = entry.get("ground", {})
+            report[key]["ground"] = {k: gr[k] for k in ("coverage_rel_after", "coverage_abs_after", "share_used")
+                                     if k in gr}
             log(f"[calibrate] {key}: rel 90 % {entry['coverage_rel_before']['0.90']:.3f} -> "
                 f"{entry['coverage_rel_after']['0.90']:.3f}, abs 90 % {entry['coverage_abs_after']['0.90']:.3f} "
                 f"(size std rel {np.sqrt(entry['size_var_rel']):.3f}, abs {np.sqrt(entry['size_var_abs']):.3f}, "
                 f"inflation gamma {entry['inflation_gamma']:.1f}; {counts[n]} samples, "
-                f"fitted in {time.time() - t1:.0f} s)")
+                f"fitted in {time.time() - t1:.0f} s)"
+                + (f"; floor known ({gr['share_used']:.0%} used): rel {gr['coverage_rel_after']['0.90']:.3f}, "
+                   f"abs {gr['coverage_abs_after']['0.90']:.3f}" if gr else ""))
     return report
 
 

@@ -16,7 +16,9 @@ here: the dataset cannot be obtained on this machine).
 Per model and row: MPJPE, PA-MPJPE, root error (m and % of the distance), share of true joints
 inside the 90 % ellipsoid (root-relative and absolute; 50 / 95 % too), NLL. Rows for DiffPose, its
 encoder alone (same placement of the root) and the Martinez baseline trained on the same data in
-the same way. --ablation adds sampling variants (start step, aggregation, N, steps, antithetic
+the same way; on the motion-capture rows DiffPose and the baseline again with the floor known
+(`..., floor known`: each sample's camera height and tilt given, the body scaled to stand on the
+floor, lifter/ground.py). --ablation adds sampling variants (start step, aggregation, N, steps, antithetic
 noise) of the first bundle, and --variant NAME=DIR other trained bundles (denoiser variants).
 Writes JSON (--out), a markdown table (--table) and the plot of predicted 90 % radius vs actual
 error (--plot).
@@ -48,8 +50,12 @@ def row_label(name, scale):
     return name if scale == 1.0 else f"{name}@{scale:g}"
 
 
-def regressor_row(model, d, place=True):
-    """Pose metrics of a regressor; the root is placed from its pose as DiffPose's is."""
+FLOOR = ", floor known"   # suffix of the rows with the camera's height and tilt given (lifter/ground.py)
+
+
+def regressor_row(model, d, place=True, ground=False):
+    """Pose metrics of a regressor; the root is placed from its pose as DiffPose's is. ground:
+    (metrics, metrics with the body scaled by each sample's floor as DiffPose's is)."""
     from ..lifter.evaluation import pose_metrics
     from ..lifter.training import predict_regressor
     pose = predict_regressor(model, d)
@@ -57,20 +63,41 @@ def regressor_row(model, d, place=True):
     if place:
         from ..lifter.evaluation import placement_inputs
         from ..lifter.placement import place_root
-        root, _ = place_root(*placement_inputs(d), pose)
-    return pose_metrics(pose, d, root)
+        kn, sigma = placement_inputs(d)
+        root, root_cov = place_root(kn, sigma, pose)
+    r = pose_metrics(pose, d, root)
+    if not ground:
+        return r
+    from ..lifter.evaluation import ground_of
+    from ..lifter.ground import floor_scale
+    contact = np.broadcast_to(root_cov[:, None], pose.shape + (3,))
+    s, _, used = floor_scale(pose + root[:, None], contact, sigma, d["conf"], ground_of(d))
+    rg = pose_metrics(pose * s[:, None, None], d, root * s[:, None])
+    rg["floor_used"] = float(used.mean())
+    return r, rg
 
 
-def diffpose_row(bundle, d, steps, n, **kw):
-    from ..lifter.evaluation import lift_set, pose_metrics, publish, uncertainty_metrics
+def diffpose_row(bundle, d, steps, n, ground=False, **kw):
+    """(metrics, (cov_abs, err) for the plot); ground: (metrics, metrics with the floor known, curve)."""
+    from ..lifter.evaluation import ground_terms, lift_set, pose_metrics, publish, uncertainty_metrics
     t0 = time.time()
-    raw = lift_set(bundle, d, steps, n, **kw)
-    cov_rel, cov_abs, key = publish(bundle, raw, steps, n)
-    r = pose_metrics(raw["pose"], d, raw["root"])
-    r.update(uncertainty_metrics(raw["pose"], cov_rel, raw["positions"], cov_abs, d))
-    r.update({"steps": steps, "n_hyp": n, "calibration": key, "s_per_sample": (time.time() - t0) / len(d["pose3d"])})
-    err = raw["positions"] - (d["pose3d"] + d["root"][:, None])
-    return r, (cov_abs, err)
+    raw = lift_set(bundle, d, steps, n, ground=ground, **kw)
+    wall = time.time() - t0
+
+    def metrics(t):
+        cov_rel, cov_abs, key = publish(bundle, t, steps, n)
+        r = pose_metrics(t["pose"], d, t["root"])
+        r.update(uncertainty_metrics(t["pose"], cov_rel, t["positions"], cov_abs, d))
+        r.update({"steps": steps, "n_hyp": n, "calibration": key, "s_per_sample": wall / len(d["pose3d"])})
+        return r, (cov_abs, t["positions"] - (d["pose3d"] + d["root"][:, None]))
+
+    r, curve = metrics(raw)
+    if not ground:
+        return r, curve
+    g = ground_terms(raw)
+    rg, _ = metrics(g)
+    rg["floor_used"] = float(np.mean(g["ground_used"]))
+    return r, rg, curve
 
 
 def h36m_set(args, window: int) -> dict:
@@ -192,18 +219,31 @@ def main(argv=None):
                 sets[w] = row_set(name, scale, w)
             d = sets[w]
             model = b.config["model"]
-            r, curve = diffpose_row(b, d, args.steps, args.n_hyp, seed=args.seed)
+            floor = "cam_height" in d   # a Human3.6M row has no floor
+            out = diffpose_row(b, d, args.steps, args.n_hyp, ground=floor, seed=args.seed)
+            r, curve = out[0], out[-1]
             res[f"DiffPose {model}"] = r
             res[f"encoder {model}"] = regressor_row(b.encoder, d)
+            rg = out[1] if floor else None
+            if floor:
+                res[f"DiffPose {model}{FLOOR}"] = rg
             if model == "frame" and scale == 1.0:
                 curves[label] = curve
             print(f"[{label}] DiffPose {model}: MPJPE {r['mpjpe_mm']:.1f} PA {r['pa_mpjpe_mm']:.1f} root "
                   f"{r['root_error_m']:.3f} m, cov90 rel {r['coverage_rel']['0.90']:.3f} abs "
-                  f"{r['coverage_abs']['0.90']:.3f}; encoder {res[f'encoder {model}']['mpjpe_mm']:.1f}", flush=True)
+                  f"{r['coverage_abs']['0.90']:.3f}; encoder {res[f'encoder {model}']['mpjpe_mm']:.1f}" + (
+                      f"; floor known ({rg['floor_used']:.0%} used): MPJPE {rg['mpjpe_mm']:.1f} root "
+                      f"{rg['root_error_m']:.3f} m ({rg['root_error_pct_of_distance']:.1f} %), cov90 rel "
+                      f"{rg['coverage_rel']['0.90']:.3f} abs {rg['coverage_abs']['0.90']:.3f}" if rg else ""), flush=True)
         d1 = sets.get(1) or row_set(name, scale, 1)
         if baseline is not None:
-            res["Martinez baseline"] = regressor_row(baseline, d1)
-            print(f"[{label}] baseline: MPJPE {res['Martinez baseline']['mpjpe_mm']:.1f}", flush=True)
+            if "cam_height" in d1:
+                res["Martinez baseline"], res[f"Martinez baseline{FLOOR}"] = regressor_row(baseline, d1, ground=True)
+            else:
+                res["Martinez baseline"] = regressor_row(baseline, d1)
+            print(f"[{label}] baseline: MPJPE {res['Martinez baseline']['mpjpe_mm']:.1f}" + (
+                f", floor known {res[f'Martinez baseline{FLOOR}']['mpjpe_mm']:.1f}" if "cam_height" in d1 else ""),
+                flush=True)
         for vname, vb in variants:
             res[vname], _ = diffpose_row(vb, sets.get(vb.window, d1), args.steps, args.n_hyp, seed=args.seed)
         result["rows"][label] = res

@@ -71,10 +71,11 @@ def weights_hash(weights: Path) -> str:
 
 
 def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int = 0,
-                         body_scale: float = 1.0) -> dict | None:
+                         body_scale: float = 1.0, floor_known: bool = False) -> dict | None:
     """One (clip, camera, rate) sequence, lifted; dict of arrays (None if too few frames).
     body_scale: the whole motion scaled about the world origin (a person that much taller doing
-    the same motion, stride and speed included)."""
+    the same motion, stride and speed included). floor_known: the lifter is given the camera's
+    height and tilt (lifter/ground.py), as a robot that knows its camera's mounting would."""
     from ..data.dataset import MOCAP_DIR, clip_hash, load_clip_h36m, make_sequence
     from ..data.noise import NoiseConfig
     from ..data.virtual_camera import CameraConfig
@@ -92,13 +93,17 @@ def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int =
     fit_err = np.abs(truth[s["frame"]] - true_abs).max()
     if fit_err > 1e-3:
         raise RuntimeError(f"{clip}: camera pose not recovered from the sequence ({fit_err:.3g} m)")
+    ground = None
+    if floor_known:           # the world is Y up: its up in the camera frame, the camera above the floor
+        from ..lifter.ground import Ground
+        ground = Ground(R[:, 1], float((-R.T @ t)[1] - floor))
     if lifter.temporal:     # frame by frame, so the track's causal window sees the past only
         lifter.reset()
-        parts = [lifter.lift(s["keypoints_px"][i:i + 1], s["conf"][i:i + 1], s["K"][0], [0])
+        parts = [lifter.lift(s["keypoints_px"][i:i + 1], s["conf"][i:i + 1], s["K"][0], [0], ground=ground)
                  for i in range(len(s["frame"]))]
         get = lambda k: np.concatenate([getattr(q, k) for q in parts])  # noqa: E731
     else:
-        res = lifter.lift(s["keypoints_px"], s["conf"], s["K"][0])
+        res = lifter.lift(s["keypoints_px"], s["conf"], s["K"][0], ground=ground)
         get = lambda k: getattr(res, k)  # noqa: E731
     return {"clip": clip, "camera": cam_i, "rate": float(rate), "body_scale": float(body_scale),
             "grid": grid, "frame": s["frame"],
@@ -120,7 +125,8 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
     jobs = [(c, k, r, b) for c in clips for k in range(args.cameras) for r in args.rates for b in args.body_scales]
     for clip, cam_i, rate, body in tqdm(jobs, desc="lifted sequences"):
         key = hashlib.sha1(json.dumps([clip, cam_i, rate, args.seed, whash, args.steps, args.n_hyp, CODE_VERSION]
-                                      + ([] if body == 1.0 else [body])).encode()).hexdigest()[:20]
+                                      + ([] if body == 1.0 else [body])
+                                      + (["floor"] if args.floor else [])).encode()).hexdigest()[:20]
         path = folder / f"{key}.npz"
         if path.exists() and not args.no_cache:
             with np.load(path, allow_pickle=False) as z:
@@ -133,7 +139,7 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
             seqs.append(d)
             continue
         lifter = lifter or make_lifter()
-        d = make_sequence_lifted(clip, cam_i, rate, lifter, args.seed, body)
+        d = make_sequence_lifted(clip, cam_i, rate, lifter, args.seed, body, args.floor)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **({"empty": True} if d is None else d))
         tmp.replace(path)
@@ -476,6 +482,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="onnxruntime", help="sampler backend of the lifter (torch, onnxruntime, ...)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cache", action="store_true", help="lift again even if cached")
+    p.add_argument("--floor", action="store_true",
+                   help="give the lifter each camera's height and tilt: body size from the floor (lifter/ground.py)")
     p.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "filter_evaluation.json")
     p.add_argument("--plot", type=common.plot_path, default=REPO_DIR / "docs" / "filter_evaluation.png",
                    help='"none": no plot')
@@ -535,6 +543,7 @@ def main(argv=None) -> int:
     result = {"split": args.split, "clips": len(clips), "sequences": len(seqs), "cameras_per_clip": args.cameras,
               "weights": _repo_relative(args.weights),
               "weights_hash": weights_hash(args.weights), "steps": args.steps, "n_hyp": args.n_hyp,
+              "floor_known": bool(args.floor),
               "command": "diffpose-evaluate-filter " + " ".join(argv if argv is not None else sys.argv[1:]),
               "models": {}}
     first_table = None

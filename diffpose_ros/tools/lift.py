@@ -12,7 +12,9 @@ Input npz keys:
 Output npz: poses3d (F,17,3) metres camera frame (absolute), poses3d_root_relative, covariance
 (F,17,3,3) absolute (incl. root uncertainty), covariance_root_relative, root (F,3), root_cov
 (F,3,3), hypotheses (F,N,17,3) root-relative, size_var (F,) the variance of the relative
-body-size error, whose term size_var X X^T is part of each absolute covariance.
+body-size error, whose term size_var X X^T is part of each absolute covariance, size_from_floor
+(F,) bool: the size came from the feet on the floor (--camera-height and --camera-pitch given;
+lifter/ground.py), else a typical adult's is assumed.
 With track_ids in the input (and without --no-filter), the per-track filter runs over the rows in
 stamp order (diffpose_ros/filter, the node's defaults) and each row also gets: filtered_root (F,3),
 velocity (F,3) m/s, state_covariance (F,6,6) of (root, velocity), filtered_poses3d (F,17,3),
@@ -151,12 +153,23 @@ def main(argv=None):
     p.add_argument("--fps", type=float, default=30.0,
                    help="frame rate for the filter's stamps when the input has no 'stamp' key (default 30)")
     p.add_argument("--no-filter", action="store_true", help="do not run the per-track filter")
+    p.add_argument("--camera-height", type=float, default=0.0, metavar="M",
+                   help="the camera's height above the floor: the body's size from its feet (0: unknown)")
+    p.add_argument("--camera-pitch", type=float, default=0.0, metavar="DEG",
+                   help="with --camera-height: the optical axis below the horizon (positive: looking down)")
+    p.add_argument("--camera-roll", type=float, default=0.0, metavar="DEG",
+                   help="with --camera-height: the roll about the optical axis")
     args = p.parse_args(argv)
     if (args.output is None) == (args.out is None):
         p.error("give the output file once: as the second argument or with -o")
     args.output = args.output or args.out
     if not args.fps > 0:
         p.error("--fps must be > 0")
+    if not (0 <= args.camera_height <= 20 and abs(args.camera_pitch) <= 90 and abs(args.camera_roll) <= 90):
+        p.error("--camera-height must be in [0, 20] m, --camera-pitch and --camera-roll in [-90, 90] degrees")
+    from ..lifter.ground import Ground
+    ground = (Ground.from_tilt(args.camera_height, args.camera_pitch, args.camera_roll)
+              if args.camera_height > 0 else None)
     try:
         inp = read_input(args.input)
         kp, sc, K, tids = inp
@@ -171,20 +184,23 @@ def main(argv=None):
         from ..backends import make_backend
         runner = make_backend(args.backend, args.weights, steps=args.steps, threads=args.threads)
     lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
-    keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses", "size_var")
+    keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses", "size_var",
+            "ground_used")
     outs = {k: [] for k in keys}
     if lifter.temporal:  # frame by frame, so each track's causal buffer sees the past only
         chunks = [(slice(f, f + 1), [int(tids[f])]) for f in range(len(kp))]
     else:
         chunks = [(slice(i, i + 256), None) for i in range(0, len(kp), 256)]
     for sl, ids in tqdm(chunks, desc="lift", disable=len(chunks) < 20):
-        r = lifter.lift(kp[sl], sc[sl], K, ids)
+        r = lifter.lift(kp[sl], sc[sl], K, ids, ground=ground)
         for k in keys:
             outs[k].append(getattr(r, k))
+    size_from_floor = np.concatenate(outs.pop("ground_used"))
     o = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
             "covariance": o["covariance"], "covariance_root_relative": o["covariance_rel"],
-            "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"]}
+            "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"],
+            "size_from_floor": size_from_floor}
     if inp.has_track_ids and not args.no_filter:
         stamps = inp.row_stamps(args.fps)
         try:
