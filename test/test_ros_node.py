@@ -274,11 +274,13 @@ def test_camera_height_gives_the_size_from_the_floor(node):
     floor = node.pose_for(3701)
     check_people(floor, img)
     assert any(p.size_from_floor for p in floor.people)
+    assert node.counters()["body_size"].startswith("from the floor (camera 1.50 m up, pitch 5.0 deg")
     roots = {p.track_id: p.root.z for p in plain.people}
     assert any(abs(p.root.z - roots[p.track_id]) > 1e-3 for p in floor.people if p.size_from_floor and p.track_id in roots)
     assert set_params(camera_height_m=0.0).successful
     node.send(image_msg(img, sec=3702))
     assert not any(p.size_from_floor for p in node.pose_for(3702).people)
+    assert node.counters()["body_size"].startswith("typical adult")
 
 
 def test_time_jump_back_resets_and_goes_on(node):
