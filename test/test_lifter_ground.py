@@ -151,3 +151,23 @@ def test_lift_tool_with_camera_height(tmp_path):
     assert abs(np.linalg.norm(floor["root"][0]) - z) < 0.1 * z
     with pytest.raises(SystemExit):
         lift_tool.main([str(inp), str(tmp_path / "bad.npz"), "--camera-height", "-1"])
+
+
+def test_apply_floor_scales_lengths_by_s_and_covariances_by_s_squared():
+    """Every term of the placed body after the floor: positions, pose and root times s, every
+    covariance (the hypotheses', the absolute ones, the root's 2D term) times s^2; chi stays."""
+    from diffpose_ros.lifter.ground import apply_floor
+    true, R, placed = scene(0.8, 1.2, 4.0)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 17, 3, 3)) * 0.01
+    cov = a @ np.swapaxes(a, -1, -2) + 1e-4 * np.eye(3)
+    t = {"pose": (placed - placed[0])[None], "root": placed[:1], "positions": placed[None], "hyp_cov": cov,
+         "hyp_cov_abs": 2 * cov, "cov_t2d": np.diag([1e-4, 1e-4, 1e-2])[None], "chi": np.array([1.7])}
+    out = apply_floor(t, np.full((1, 17), 1e-3), np.full((1, 17), 0.9), Ground(R[:, 1], 1.2))
+    s = out["scale"][0]
+    assert out["ground_used"][0] and abs(s - 0.8) < 0.03
+    for k in ("pose", "root", "positions"):
+        np.testing.assert_allclose(out[k], s * t[k])
+    for k in ("hyp_cov", "hyp_cov_abs", "cov_t2d"):
+        np.testing.assert_allclose(out[k], s ** 2 * t[k])
+    assert out["chi"] is t["chi"]

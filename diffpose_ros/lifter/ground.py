@@ -116,12 +116,11 @@ def apply_floor(t: dict, sigma_n, conf, ground: Ground) -> dict:
     the floor is not used) and `ground_used` (P,). chi is scale-free and stays."""
     contact = t["hyp_cov_abs"] + t["cov_t2d"][:, None]
     s, var_rel, used = floor_scale(t["positions"], contact, sigma_n, conf, ground)
-    s1, s2 = s[:, None], s[:, None, None]
     out = dict(t)
     for k in ("pose", "positions"):
-        out[k] = t[k] * s2
-    out["root"] = t["root"] * s1
-    out["cov_t2d"] = t["cov_t2d"] * s2
+        out[k] = t[k] * s[:, None, None]
+    out["root"] = t["root"] * s[:, None]
+    out["cov_t2d"] = t["cov_t2d"] * s[:, None, None] ** 2
     out["hyp_cov"] = t["hyp_cov"] * s[:, None, None, None] ** 2
     out["hyp_cov_abs"] = t["hyp_cov_abs"] * s[:, None, None, None] ** 2
     out.update(scale=s, size_w=var_rel / SIZE_PRIOR_STD ** 2, ground_used=used)
