@@ -29,6 +29,15 @@ def sample_count(steps: int, n: int, max_samples: int = MAX_SAMPLES) -> int:
     return min(max_samples, max(1000, EVALS_PER_SETTING // (steps * n)))
 
 
+def fit_terms(t: dict, d: dict) -> dict:
+    """fit_calibration's per-sample arguments from raw terms `t` (plain or ground_terms) of the
+    samples `d`: the errors against the truth and the covariances they are fitted with."""
+    gt_rel = d["pose3d"]
+    return {"err_rel": t["pose"] - gt_rel, "hyp_cov": t["hyp_cov"], "pose": t["pose"],
+            "err_abs": t["positions"] - (gt_rel + d["root"][:, None]), "hyp_cov_abs": t["hyp_cov_abs"],
+            "cov_t2d": t["cov_t2d"], "pos": t["positions"]}
+
+
 def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_samples: int = MAX_SAMPLES,
                      log=print) -> dict:
     """Fit every (steps, N) of the grid on `val` (a fixed set) and store the entries in
@@ -58,15 +67,9 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             t1 = time.time()
             raw = {k: np.concatenate([r[k] for r in raws[n]]) for k in raws[n][0]}
             d = common.take(val, order[:counts[n]])
-            gt_rel = d["pose3d"]
-            gt_abs = d["pose3d"] + d["root"][:, None]
             g = ground_terms(raw)
-            ground = {"err_rel": g["pose"] - gt_rel, "hyp_cov": g["hyp_cov"], "pose": g["pose"],
-                      "err_abs": g["positions"] - gt_abs, "hyp_cov_abs": g["hyp_cov_abs"], "cov_t2d": g["cov_t2d"],
-                      "pos": g["positions"], "size_w": g["size_w"], "used": g["ground_used"]}
-            entry = fit_calibration(raw["pose"] - gt_rel, raw["hyp_cov"], raw["pose"],
-                                    raw["positions"] - gt_abs, raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"],
-                                    raw["chi"], ground)
+            ground = dict(fit_terms(g, d), size_w=g["size_w"], used=g["ground_used"])
+            entry = fit_calibration(**fit_terms(raw, d), chi=raw["chi"], ground=ground)
             entry.update({"steps": int(steps), "n_hyp": int(n), "fitted_on": "val clips"})
             key = calibration_key(steps, n)
             bundle.calibration[key] = entry
