@@ -48,6 +48,7 @@ class Person3D:
     covariance_rel: np.ndarray | None = None                        # (17, 3, 3) root-relative
     filtered: FilteredState | None = None                           # the per-track filter's state
     size_var: float = 0.0          # var of the relative body-size error (lifter.LiftResult.size_var)
+    size_var_track: float = 0.0    # its part that is the same in every frame (LiftResult.size_var_track)
     size_from_floor: bool = False  # the size came from the feet on the floor (lifter/ground.py)
 
 

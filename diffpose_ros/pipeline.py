@@ -191,6 +191,7 @@ class PosePipeline:
                         reliable=bool(reliable[i]), box=np.asarray(det.box, dtype=np.float64),
                         positions_rel=result.positions_rel[j], hypotheses=result.hypotheses[j],
                         covariance_rel=result.covariance_rel[j], size_var=float(result.size_var[j]),
+                        size_var_track=float(result.size_var_track[j]),
                         size_from_floor=bool(result.ground_used[j])))
                 for person, err in zip(lifted, check_people(lifted)):
                     if err is None:
@@ -261,7 +262,7 @@ class PosePipeline:
                 step = self.filter.step(stamp_s, ids, np.stack([p.root for p in people]),
                                         np.stack([p.root_covariance for p in people]),
                                         np.stack([_rel(p)[0] for p in people]), np.stack([_rel(p)[1] for p in people]),
-                                        [p.size_var for p in people])
+                                        [p.size_var_track for p in people])
             else:
                 step = self.filter.step(stamp_s, [], np.zeros((0, 3)), np.zeros((0, 3, 3)),
                                         np.zeros((0, 17, 3)), np.zeros((0, 17, 3, 3)))

@@ -134,6 +134,9 @@ def test_lifter_places_a_small_person_with_the_floor():
         np.testing.assert_allclose(a, s * b, rtol=1e-9, atol=1e-12)
     assert np.all(np.linalg.eigvalsh(got.covariance) > 0) and np.all(np.linalg.eigvalsh(got.covariance_rel[:, 1:]) > 0)
     assert got.size_var[0] < plain.size_var[0]                   # the floor knows the size better
+    # without the floor the whole size error repeats in every frame; with it only the prior's share
+    assert plain.size_var_track[0] == plain.size_var[0]
+    assert 0 < got.size_var_track[0] < got.size_var[0]
 
 
 def test_lift_tool_with_camera_height(tmp_path):
@@ -147,6 +150,8 @@ def test_lift_tool_with_camera_height(tmp_path):
         assert lift_tool.main([str(inp), str(tmp_path / f"{name}.npz"), "--no-filter", *extra]) == 0
     plain, floor = (np.load(tmp_path / f"{n}.npz") for n in ("plain", "floor"))
     assert plain["size_from_floor"].tolist() == [False] and floor["size_from_floor"].tolist() == [True]
+    # the part of the size error that repeats over a track: all of it without the floor
+    assert plain["size_var_track"][0] == plain["size_var"][0] and 0 < floor["size_var_track"][0] < floor["size_var"][0]
     z = np.linalg.norm(true[0])
     assert abs(np.linalg.norm(floor["root"][0]) - z) < 0.1 * z
     with pytest.raises(SystemExit):
@@ -171,3 +176,38 @@ def test_apply_floor_scales_lengths_by_s_and_covariances_by_s_squared():
     for k in ("hyp_cov", "hyp_cov_abs", "cov_t2d"):
         np.testing.assert_allclose(out[k], s ** 2 * t[k])
     assert out["chi"] is t["chi"]
+
+
+def test_track_share_is_the_priors_share_of_the_fused_size_error():
+    """The fused size w_p 1 + (1 - w_p) s_g errs by w_p times the person's offset from the prior
+    (the same in every frame) plus (1 - w_p) times the floor's error (new in every frame):
+    track_share = w_p = var_g / (var_g + prior), checked against its closed form and against
+    draws of both errors; 1 where the floor is not used."""
+    from diffpose_ros.lifter.ground import apply_floor
+    size, cam_height = 0.8, 1.2
+    _, R, placed = scene(size, cam_height, 4.0)
+    foot_std = 0.2                           # an unsure foot: the prior keeps a real share
+    cov = np.full((1, 17, 3, 3), 1e-10 * np.eye(3))
+    t = {"pose": (placed - placed[0])[None], "root": placed[:1], "positions": placed[None], "hyp_cov": cov,
+         "hyp_cov_abs": cov, "cov_t2d": np.full((1, 3, 3), 1e-10 * np.eye(3)), "chi": np.array([1.0])}
+    old = G.FOOT_HEIGHT_STD
+    G.FOOT_HEIGHT_STD = foot_std
+    try:
+        out = apply_floor(t, np.full((1, 17), 1e-6), np.full((1, 17), 0.9), Ground(R[:, 1], cam_height))
+    finally:
+        G.FOOT_HEIGHT_STD = old
+    var_g = size ** 2 * foot_std ** 2 / (cam_height / size) ** 2
+    prior = G.SIZE_PRIOR_STD ** 2
+    w_p = var_g / (var_g + prior)
+    assert 0.2 < w_p < 0.8 and out["track_share"][0] == pytest.approx(w_p, rel=1e-3)
+    # the same from draws: people of sizes ~ the prior, each measured many times by the floor
+    rng = np.random.default_rng(1)
+    person = rng.normal(1.0, np.sqrt(prior), (2000, 1))
+    fused = w_p * 1.0 + (1 - w_p) * (person + rng.normal(0, np.sqrt(var_g), (2000, 50)))
+    err = fused - person
+    track_part = err.mean(1).var() - err.var(1).mean() / 50        # the variance of each person's mean error
+    assert track_part / err.var() == pytest.approx(w_p, abs=0.05)
+    _, _, above = scene(1.0, 1.2, 4.0)
+    out = apply_floor({**t, "positions": (above - R[:, 1] * 3.0)[None]}, np.full((1, 17), 1e-6),
+                      np.full((1, 17), 0.9), Ground(R[:, 1], 1.2))    # 3 m lower: s < 0.55, not used
+    assert not out["ground_used"][0] and out["track_share"][0] == 1.0

@@ -30,7 +30,11 @@ that does change from frame to frame. delta is never observed, so its variance i
 every output (a Schmidt "consider" parameter): the state w = (x, v) gets + var(delta) w w^T,
 the joints + var(delta) X_j X_j^T, the look-ahead + var(delta) x_a x_a^T, with var(delta) the
 mean of the track's accepted lifts. Without it the filtered covariance shrinks while the size
-offset stays, and the ellipsoids stop holding the person.
+offset stays, and the ellipsoids stop holding the person. With the camera's height and tilt
+known the size comes from the feet on the floor in every frame (lifter/ground.py): only the
+prior's share of that size error is the same in every frame (LiftResult.size_var_track, what
+`step` takes as size_var); the floor measurement's own error is new in every frame, so it stays
+in the measurement noise and averages like any other.
 Tracks without a measurement are predicted to the stamp (flagged is_prediction) until
 `max_prediction_s` has passed since their last accepted measurement, then deleted.
 A stamp more than `max_prediction_s` older than the newest one seen (a replayed bag) resets
@@ -216,8 +220,9 @@ class PeopleFilter:
     # ------------------------------------------------------------------ main entry
     def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov, size_var=None) -> StepResult:
         """Fuse one frame. track_ids (P,), root (P, 3), root_cov (P, 3, 3), rel (P, 17, 3)
-        root-relative joints, rel_cov (P, 17, 3, 3), size_var (P,) the lifter's body-size
-        variance (LiftResult.size_var; None: 0, a root error that frames can average); P may be
+        root-relative joints, rel_cov (P, 17, 3, 3), size_var (P,) the part of the lifter's body-size
+        variance that is the same in every frame of a track (LiftResult.size_var_track; None: 0, a
+        root error that frames can average); P may be
         0. Returns the states of the measured tracks and of the tracks predicted through this
         frame."""
         stamp = float(stamp)

@@ -113,7 +113,14 @@ def floor_scale(positions, contact_cov, sigma_n, conf, ground: Ground):
 def apply_floor(t: dict, sigma_n, conf, ground: Ground) -> dict:
     """The raw terms of Lifter.raw_terms rescaled by the floor's s (lengths s, covariances s^2),
     with `scale` (P,), `size_w` (P,) = the fused relative size variance over the prior's (1 where
-    the floor is not used) and `ground_used` (P,). chi is scale-free and stays."""
+    the floor is not used) and `ground_used` (P,). chi is scale-free and stays.
+
+    Also `track_share` (P,): the share of the size error that is the same in every frame of a
+    track. The fused size is w_p * 1 + (1 - w_p) * s_g with the prior's weight w_p = var_g /
+    (var_g + prior), so its error is w_p times the person's own offset from the prior (one value
+    per person) plus (1 - w_p) times the floor measurement's error (new in every frame); the
+    first has the variance w_p^2 prior = w_p * (fused variance): track_share = w_p (1 where the
+    floor is not used, the prior alone)."""
     contact = t["hyp_cov_abs"] + t["cov_t2d"][:, None]
     s, var_rel, used = floor_scale(t["positions"], contact, sigma_n, conf, ground)
     out = dict(t)
@@ -123,5 +130,6 @@ def apply_floor(t: dict, sigma_n, conf, ground: Ground) -> dict:
     out["cov_t2d"] = t["cov_t2d"] * s[:, None, None] ** 2
     out["hyp_cov"] = t["hyp_cov"] * s[:, None, None, None] ** 2
     out["hyp_cov_abs"] = t["hyp_cov_abs"] * s[:, None, None, None] ** 2
-    out.update(scale=s, size_w=var_rel / SIZE_PRIOR_STD ** 2, ground_used=used)
+    size_w = var_rel / SIZE_PRIOR_STD ** 2
+    out.update(scale=s, size_w=size_w, track_share=size_w * s ** 2, ground_used=used)   # w_p = v_rel s^2 / prior
     return out

@@ -47,6 +47,14 @@ class LiftResult:
     size_var: np.ndarray
     # (P,) bool: the body's size (and so its distance) came from the floor (ground.py)
     ground_used: np.ndarray | None = None
+    # (P,) the part of size_var that is the same in every frame of a track: all of it for the
+    # typical-adult size; with the floor only the prior's share (ground.apply_floor,
+    # track_share), the rest is the floor measurement's own noise, new in every frame
+    size_var_track: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.size_var_track is None:
+            self.size_var_track = self.size_var
 
     def __len__(self):
         return len(self.positions)
@@ -210,8 +218,9 @@ class Lifter:
         used = t.get("ground_used", np.zeros(len(t["pose"]), bool))
         if "scale" in t:
             hyps = hyps * t["scale"][:, None, None, None]
+        size_var = model.size_variance(t["chi"], len(t["pose"]), **kw)
         return LiftResult(t["positions"], t["pose"], cov_abs, cov_rel, t["root"], cov_abs[:, 0], hyps,
-                          model.size_variance(t["chi"], len(t["pose"]), **kw), used)
+                          size_var, used, size_var * t.get("track_share", 1.0))
 
     def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps, ground: Ground | None = None) -> dict:
         """Everything calibration.py combines: the pose (after aggregation), its root and the 2D

@@ -41,7 +41,7 @@ from ..lifter.metrics import CHI2_3DOF_90
 from ..paths import REPO_DIR, WEIGHTS_DIR
 from . import common
 
-CODE_VERSION = "filter-eval-v3"        # v3: sequences carry the lifter's size_var
+CODE_VERSION = "filter-eval-v4"        # v3: sequences carry the lifter's size_var; v4: size_var_track
 DROPS = ("none", "random10", "random30", "gap1s")
 MOCAP_FPS = 30.0
 WARMUP_S = 1.0                  # metrics are also given without each track's first second
@@ -108,7 +108,8 @@ def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int =
     return {"clip": clip, "camera": cam_i, "rate": float(rate), "body_scale": float(body_scale),
             "grid": grid, "frame": s["frame"],
             "truth": truth, "root": get("root"), "root_cov": get("root_cov"), "rel": get("positions_rel"),
-            "rel_cov": get("covariance_rel"), "positions": get("positions"), "size_var": get("size_var")}
+            "rel_cov": get("covariance_rel"), "positions": get("positions"), "size_var": get("size_var"),
+            "size_var_track": get("size_var_track")}
 
 
 def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
@@ -185,7 +186,7 @@ def run_filter(seq: dict, dropped: np.ndarray, config, noise=None) -> dict:
             r = f.step(t, [], np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros((0, 17, 3)), np.zeros((0, 17, 3, 3)))
         else:
             r = f.step(t, [0], seq["root"][i:i + 1], seq["root_cov"][i:i + 1], seq["rel"][i:i + 1],
-                       seq["rel_cov"][i:i + 1], seq["size_var"][i:i + 1])
+                       seq["rel_cov"][i:i + 1], seq["size_var_track"][i:i + 1])
             out["meas"][g] = i
             out["gated"][g] = 0 in r.gated
         s = r.states.get(0)
@@ -303,7 +304,7 @@ def fit_measurement_errors(seqs: list[dict], max_lag_s: float = 1.0) -> dict:
     from ..filter.people_filter import without_size
     raw = [s["root"] - s["truth"][s["frame"], 0] for s in seqs]               # (F, 3) per sequence
     demeaned = [e - e.mean(axis=0) for e in raw]
-    r_ind = [without_size(s["root_cov"], s["root"], s["size_var"]) for s in seqs]
+    r_ind = [without_size(s["root_cov"], s["root"], s["size_var_track"]) for s in seqs]
     rate = max(s["rate"] for s in seqs)
     step = int(round(MOCAP_FPS / rate))
     num, den0, den1 = {}, {}, {}
@@ -393,7 +394,7 @@ def benchmark(seq: dict, config, people=(1, 3), frames: int = 300) -> dict:
             sl = lambda a: np.repeat(a[i:i + 1], P, axis=0)  # noqa: E731
             t0 = time.perf_counter()
             f.step(100.0 + k / 30.0, ids, sl(seq["root"]) + np.arange(P)[:, None], sl(seq["root_cov"]),
-                   sl(seq["rel"]), sl(seq["rel_cov"]), sl(seq["size_var"]))
+                   sl(seq["rel"]), sl(seq["rel_cov"]), sl(seq["size_var_track"]))
             times.append(time.perf_counter() - t0)
         res[f"{P}_people_ms_p50"] = float(np.median(times[20:]) * 1e3)
         res[f"{P}_people_ms_p90"] = float(np.percentile(times[20:], 90) * 1e3)

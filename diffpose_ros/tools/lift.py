@@ -12,7 +12,8 @@ Input npz keys:
 Output npz: poses3d (F,17,3) metres camera frame (absolute), poses3d_root_relative, covariance
 (F,17,3,3) absolute (incl. root uncertainty), covariance_root_relative, root (F,3), root_cov
 (F,3,3), hypotheses (F,N,17,3) root-relative, size_var (F,) the variance of the relative
-body-size error, whose term size_var X X^T is part of each absolute covariance, size_from_floor
+body-size error, whose term size_var X X^T is part of each absolute covariance, size_var_track
+(F,) its part that is the same in every frame of a track (all of it without the floor), size_from_floor
 (F,) bool: the size came from the feet on the floor (--camera-height and --camera-pitch given;
 lifter/ground.py), else a typical adult's is assumed.
 With track_ids in the input (and without --no-filter), the per-track filter runs over the rows in
@@ -126,7 +127,7 @@ def filter_rows(stamps, track_ids, lifted: dict, config=None) -> dict:
             raise InputError(f"track id repeated within one image (stamp {stamps[rows[0]]}): {ids.tolist()}")
         step = f.step(stamps[rows[0]], ids, lifted["root"][rows], lifted["root_cov"][rows],
                       lifted["positions_rel"][rows], lifted["covariance_rel"][rows],
-                      lifted["size_var"][rows])
+                      lifted["size_var_track"][rows])
         for r, tid in zip(rows, ids):
             s = step.states[int(tid)]
             out["filtered_root"][r], out["velocity"][r], out["state_covariance"][r] = s.root, s.velocity, s.covariance
@@ -185,7 +186,7 @@ def main(argv=None):
         runner = make_backend(args.backend, args.weights, steps=args.steps, threads=args.threads)
     lifter = Lifter(args.weights, steps=args.steps, n_hyp=args.n_hyp, seed=args.seed, runner=runner)
     keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses", "size_var",
-            "ground_used")
+            "size_var_track", "ground_used")
     outs = {k: [] for k in keys}
     if lifter.temporal:  # frame by frame, so each track's causal buffer sees the past only
         chunks = [(slice(f, f + 1), [int(tids[f])]) for f in range(len(kp))]
@@ -200,7 +201,7 @@ def main(argv=None):
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
             "covariance": o["covariance"], "covariance_root_relative": o["covariance_rel"],
             "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"],
-            "size_from_floor": size_from_floor}
+            "size_var_track": o["size_var_track"], "size_from_floor": size_from_floor}
     if inp.has_track_ids and not args.no_filter:
         stamps = inp.row_stamps(args.fps)
         try:
