@@ -6,7 +6,7 @@
     fixed = gen.fixed_set(seed=0, n_per_clip=20)               # evaluation: deterministic, cached
 
 Per sample: a frame of a clip (the newest frame of a causal window of `window` frames, padded
-at the clip start with its first frame as data/dataset.causal_windows does) -> left/right
+at the clip start with its first frame as data/sequence.causal_windows does) -> left/right
 mirror of the 3D motion with probability 0.5 (`mirror`) -> a random body (data/body.py) ->
 a random camera, fixed over the window (data/virtual_camera.sample_cameras) -> projection ->
 self-occlusion -> detector-like 2D noise, temporally correlated inside the window (data/noise.py) ->
@@ -19,7 +19,7 @@ Frames are drawn uniformly over all frames of the clips given, times the per-sou
 (`source_weights` {source: w}, else the weights of the bank's source specs, default 1): weight 2
 makes each frame of that source twice as likely.
 
-Output: a dict of numpy arrays, the layout of dataset.load_pairs plus the window:
+Output: a dict of numpy arrays (the keys of data/sequence.make_sequence, plus the window):
   inputs (n,17,3) or (n,T,17,3) float32 = (x_norm, y_norm, conf), newest frame last;
   for the newest frame: keypoints / keypoints_clean (n,17,2) normalised, keypoints_px (n,17,2),
   conf (n,17), visible (n,17) bool (in front of the camera and inside the image), occluded (n,17)

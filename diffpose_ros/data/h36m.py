@@ -1,4 +1,5 @@
-"""Human3.6M in the VideoPose3D preprocessed format, as the same dict layout as `load_pairs`.
+"""Human3.6M in the VideoPose3D preprocessed format, in the dict layout of a
+fixed-camera sequence (data/sequence.make_sequence) plus clip and seq.
 
 Files (VideoPose3D `prepare_data_h36m.py` output; H3.6M itself must be obtained from its
 authors, it cannot be shipped):
@@ -122,7 +123,7 @@ def load_positions_3d(path) -> dict:
 
 def load_h36m(split: str = "test", path_3d=None, path_2d=None, stride: int = 1,
               noise: NoiseConfig | None = None, seed: int = 0, subjects=None) -> dict:
-    """Human3.6M samples with the same keys as dataset.load_pairs.
+    """Human3.6M samples with the keys of sequence.make_sequence, plus clip and seq.
 
     With `path_2d` the 2D keypoints are the file's detections (conf = 1: the VideoPose3D files
     carry no scores) and keypoints_clean the ground-truth projection; without it the 2D input is

@@ -232,8 +232,8 @@ def main(argv=None):
     samples = training_samples(args.samples, args.seed, args.data)
     configs = {"current": NoiseConfig()}
     if args.before:
-        from diffpose_ros.data.dataset import LEGACY_NOISE
-        configs["before"] = LEGACY_NOISE
+        # the confidence model before the calibration against the detector (the first weights')
+        configs["before"] = NoiseConfig(conf_scale_range=(0.85, 1.0), conf_noise=0.05, conf_width=(1.0, 1.0, 1.0))
     out = {"detector": {"persons": int(len(dd)), "box_over_keypoint_box": round(ratio, 3),
                         "relation": relation(ds, dc, dd), "conf_quantiles_10_25_50_75_90": conf_quantiles(dc)}}
     if args.fit:

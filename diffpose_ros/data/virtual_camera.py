@@ -26,9 +26,8 @@ temporal window) draws, per sample, with CameraConfig:
 The caller rejects the draws whose projection is unusable (pelvis behind or too close to the
 camera, too few joints in the image) and draws again, so a batch always has n samples.
 
-`sample_camera` is the older per-clip camera of data/dataset.py (one camera fixed over a whole
-clip, aimed at the clip's mean pelvis), kept for `load_pairs` until training moves to the
-generator.
+`sample_camera` is the per-clip camera of data/sequence.py (one camera fixed over a whole clip,
+aimed at the clip's mean pelvis): the per-track filter's evaluation sequences.
 """
 from __future__ import annotations
 

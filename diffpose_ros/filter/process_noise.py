@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from tqdm import tqdm
 
-    from diffpose_ros.data.dataset import MOCAP_DIR, load_clip_h36m
+    from diffpose_ros.data.sequence import MOCAP_DIR, load_clip_h36m
     clips = motion_clips(args.split)[: args.limit]
     if not clips:
         print(f"no walking/running/turning clips in split {args.split!r} under {MOCAP_DIR}")

@@ -102,7 +102,7 @@ def diffpose_row(bundle, d, steps, n, ground=False, **kw):
 
 def h36m_set(args, window: int) -> dict:
     """Human3.6M test subjects as an evaluation set (causal windows for the temporal model)."""
-    from ..data.dataset import causal_windows
+    from ..data.sequence import causal_windows
     from ..data.h36m import load_h36m
     d = load_h36m("test", args.h36m_3d, args.h36m_2d, stride=args.h36m_stride, seed=args.seed)
     kp = np.concatenate([d["keypoints"], d["conf"][..., None]], -1).astype(np.float32)

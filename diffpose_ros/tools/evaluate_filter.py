@@ -6,7 +6,7 @@ fitted on train, see diffpose_ros/filter/process_noise.py) of the shared BVH moc
 (diffpose_ros.data.virtual_camera), with the project's detector-like 2D noise (data/noise.py,
 correlated over time), sampled at 10 and 30 Hz and lifted by the shipped lifter
 (diffpose_ros.lifter.lifter.Lifter, frame model by default). Frames in which the person is not
-visible enough are missing already (data/dataset.make_sequence); on top of that each sequence
+visible enough are missing already (data/sequence.make_sequence); on top of that each sequence
 runs with no extra drops, 10 % and 30 % random drops, and one 1 s gap in the middle.
 
 Truth: the mocap pelvis and joints in the camera frame at 30 fps (the camera pose is recovered
@@ -76,7 +76,7 @@ def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int =
     body_scale: the whole motion scaled about the world origin (a person that much taller doing
     the same motion, stride and speed included). floor_known: the lifter is given the camera's
     height and tilt (lifter/ground.py), as a robot that knows its camera's mounting would."""
-    from ..data.dataset import MOCAP_DIR, clip_hash, load_clip_h36m, make_sequence
+    from ..data.sequence import MOCAP_DIR, clip_hash, load_clip_h36m, make_sequence
     from ..data.noise import NoiseConfig
     from ..data.virtual_camera import CameraConfig
     pose, floor, _ = load_clip_h36m(MOCAP_DIR / clip)
@@ -212,7 +212,7 @@ def _jitter(p: np.ndarray, ok: np.ndarray, dt: float) -> np.ndarray:
 def score(seqs: list[dict], drop: str, config, seed: int = 0, noise=None) -> dict:
     """Metrics of one drop condition over the given sequences."""
     from scipy.signal import savgol_filter
-    from ..data.dataset import clip_hash
+    from ..data.sequence import clip_hash
     rec = {k: [] for k in ("verr", "verr_smooth", "verr_raw", "perr_f", "perr_raw", "perr_pred", "jerr_f",
                            "jerr_raw", "in_p", "in_v", "in_p_pred", "in_v_pred", "jit_raw", "jit_f", "jit_true",
                            "gated", "depth", "nll", "verr_w", "perr_f_w", "perr_raw_w", "in_p_w", "in_v_w")}
