@@ -213,8 +213,12 @@ def unproject(uv, depth, K):
 def in_image(uv, image_size):
     """Boolean (..., N): pixel inside [0, w) x [0, h); image_size (..., 2) = (w, h)."""
     uv = np.asarray(uv)
-    size = np.asarray(image_size)[..., None, :]
-    return np.all((uv >= 0) & (uv < size), axis=-1)
+    size = np.asarray(image_size)
+    if uv.dtype == np.float32 and size.dtype != np.float32 and np.array_equal(size.astype(np.float32), size):
+        size = size.astype(np.float32)      # whole-pixel sizes are exact: the same answer, no float64 temporaries
+    w, h = size[..., 0, None], size[..., 1, None]
+    u, v = uv[..., 0], uv[..., 1]
+    return (u >= 0) & (u < w) & (v >= 0) & (v < h)
 
 
 def in_front(points_cam, min_depth=1e-3):

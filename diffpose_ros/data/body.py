@@ -212,7 +212,9 @@ def apply_body(x, floor, factors):
     floor = np.asarray(floor, x.dtype)[:, None]
     factors = np.asarray(factors, x.dtype)
     g = factors[:, 0][:, None]
-    bones = (x - x[:, :, _PARENT_IDX]) * factors[:, None, :, None]          # bone 0 is zero
+    bones = x[:, :, _PARENT_IDX]
+    np.subtract(x, bones, out=bones)                                        # bone 0 is zero
+    bones *= factors[:, None, :, None]
     root = x[:, :, 0] * g[..., None]
     root[..., 1] = floor + g * (x[:, :, 0, 1] - floor)                      # scaled about the floor
     y = root[:, :, None, :] + np.matmul(_ANCESTORS.astype(x.dtype), bones)

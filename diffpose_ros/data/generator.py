@@ -194,7 +194,9 @@ class PairGenerator:
         occluded = self_occlusion(p_cam, px, K[:, None])
         noisy, conf, _, _ = apply_noise(rng, px, visible, front, cams["image_size"], self.noise, occluded=occluded)
         kp_norm = camera.normalize(noisy, K[:, None])
-        inputs = np.concatenate([kp_norm, conf[..., None]], -1).astype(np.float32)
+        inputs = np.empty(kp_norm.shape[:-1] + (3,), np.float32)   # (x_norm, y_norm, conf), no float64 copy
+        inputs[..., :2] = kp_norm
+        inputs[..., 2] = conf
         last = p_cam[:, -1]
         out = {
             "inputs": inputs if T > 1 else inputs[:, 0],

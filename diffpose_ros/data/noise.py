@@ -105,13 +105,17 @@ def person_scale(kp_px, valid):
     x = np.asarray(kp_px)
     x = np.ascontiguousarray(np.swapaxes(x, 1, 2))            # (N, 2, J): reduce the last axis
     v = np.asarray(valid, bool)[:, None, :]
-    inf = np.array(np.inf, x.dtype)
-    lo = np.where(v, x, inf).min(axis=2)
-    hi = np.where(v, x, -inf).max(axis=2)
+    lo = np.minimum.reduce(x, axis=2, where=v, initial=np.inf)     # no masked copies
+    hi = np.maximum.reduce(x, axis=2, where=v, initial=-np.inf)
     lo = np.where(np.isfinite(lo), lo, 0.0)
     hi = np.where(np.isfinite(hi), hi, 1.0)
     wh = np.maximum(hi - lo, 1.0)
     return np.sqrt(wh[:, 0] * wh[:, 1]), np.concatenate([lo, hi], axis=1)
+
+
+def _exact_in(a, dt) -> bool:
+    """Whether every value of a is exact in dtype dt (whole-pixel image sizes in float32 are)."""
+    return a.dtype == dt or np.array_equal(np.asarray(a).astype(dt), a)
 
 
 def _ar1(rng, shape, rho, axis=0, dtype=np.float64):
@@ -128,6 +132,9 @@ def _ar1(rng, shape, rho, axis=0, dtype=np.float64):
     return white
 
 
+_LIMBS = [_J[n] for n in ("l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_knee", "r_knee", "l_ankle", "r_ankle")]
+
+
 def self_occlusion(p_cam, px, K):
     """Joints a detector cannot see although they are in the image (..., 17) bool, from the
     camera-frame joints p_cam (..., 17, 3), their pixels px (..., 17, 2) and K (..., 3, 3):
@@ -142,16 +149,16 @@ def self_occlusion(p_cam, px, K):
     z = p_cam[..., 2]
     a, b = px[..., _J["pelvis"], :], px[..., _J["thorax"], :]
     ab = b - a
-    t = np.clip(np.einsum("...jd,...d->...j", px - a[..., None, :], ab) / np.maximum((ab * ab).sum(-1), 1e-6)[..., None], 0, 1)
+    q, zq = px[..., _LIMBS, :], z[..., _LIMBS]
+    t = np.clip(np.einsum("...jd,...d->...j", q - a[..., None, :], ab) / np.maximum((ab * ab).sum(-1), 1e-6)[..., None], 0, 1)
     closest = a[..., None, :] + t[..., None] * ab[..., None, :]
-    dist = np.linalg.norm(px - closest, axis=-1)
+    dist = np.linalg.norm(q - closest, axis=-1)
     z_torso = z[..., [_J["pelvis"]]] + t * (z[..., [_J["thorax"]]] - z[..., [_J["pelvis"]]])
     fx = np.asarray(K)[..., 0, 0]
     half = np.maximum(np.linalg.norm(px[..., _J["l_shoulder"], :] - px[..., _J["r_shoulder"], :], axis=-1) / 2,
                       0.13 * fx / np.maximum(z[..., _J["thorax"]], 1e-3))
     occ = np.zeros(z.shape, bool)
-    limbs = [_J[n] for n in ("l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_knee", "r_knee", "l_ankle", "r_ankle")]
-    occ[..., limbs] = (dist[..., limbs] < half[..., None]) & (z[..., limbs] > z_torso[..., limbs] + 0.05)
+    occ[..., _LIMBS] = (dist < half[..., None]) & (zq > z_torso + 0.05)
     for l, r in (("l_hip", "r_hip"), ("l_shoulder", "r_shoulder")):
         gap = np.linalg.norm(p_cam[..., _J[l], :] - p_cam[..., _J[r], :], axis=-1)
         dz = z[..., _J[l]] - z[..., _J[r]]
@@ -256,7 +263,7 @@ def apply_noise(rng: np.random.Generator, kp_px, visible, in_front, image_size, 
         noisy[m_n, m_j] = centre + rng.uniform(-1, 1, (len(m_n), 2)) * half
     # out-of-image answers are clamped into the image
     np.maximum(noisy, 0.0, out=noisy)
-    np.minimum(noisy, size[:, None, :] - 1.0, out=noisy)
+    np.minimum(noisy, (size - 1.0).astype(dt)[:, None, :] if _exact_in(size, dt) else size[:, None, :] - 1.0, out=noisy)
 
     diff = noisy - kp
     err = np.hypot(diff[..., 0], diff[..., 1])
