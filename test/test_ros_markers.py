@@ -118,3 +118,28 @@ def test_cache_reuses_markers_and_matches_a_fresh_build():
     arr = cache.build(people[:1], [12], Header())               # track 12 left
     assert {m.ns for m in arr.markers if m.action == Marker.DELETE} == {"person_12"}
     assert set(cache._tracks) == {people[0].track_id}
+
+
+def test_each_ellipsoid_is_its_own_joints_and_a_zero_one_stays_visible():
+    """The ellipsoids of a frame are computed in one batch for all people: each marker must
+    still be its own joint's 90 % ellipsoid, at its joint, and a zero covariance gets the
+    smallest scale RViz draws instead of nothing."""
+    from diffpose_ros.ros.markers import ELLIPSOID_IDS, MIN_DIAMETER
+    people = [filtered_person(), filtered_person()]
+    people[1].track_id = 12
+    people[1].filtered = None
+    people[0].covariance = people[0].covariance.copy()
+    people[0].covariance[4] = 0.0
+    arr = markers_msg(people, [], Header(frame_id="cam"))
+    for person in people:
+        by_id = {m.id: m for m in arr.markers if m.ns == f"person_{person.track_id}"}
+        for j, mid in enumerate(ELLIPSOID_IDS):
+            m = by_id[mid]
+            np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z],
+                                       person.positions[j])
+            diam, q = ellipsoid(person.covariance[j])
+            np.testing.assert_allclose([m.scale.x, m.scale.y, m.scale.z], np.maximum(diam, MIN_DIAMETER))
+            np.testing.assert_allclose([m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
+                                        m.pose.orientation.w], q)
+    zero = {m.id: m for m in arr.markers if m.ns == f"person_{people[0].track_id}"}[ELLIPSOID_IDS[4]]
+    assert zero.scale.x == zero.scale.y == zero.scale.z == MIN_DIAMETER

@@ -76,18 +76,42 @@ def confidence_colors(conf) -> np.ndarray:
 
 
 def _set_xyz(obj, xyz):
-    obj.x, obj.y, obj.z = float(xyz[0]), float(xyz[1]), float(xyz[2])
+    obj.x, obj.y, obj.z = xyz
 
 
 def _set_rgba(color, rgb, alpha: float):
-    color.r, color.g, color.b, color.a = float(rgb[0]), float(rgb[1]), float(rgb[2]), float(alpha)
+    color.r, color.g, color.b = rgb
+    color.a = alpha
 
 
 def _set_ellipsoid(m: Marker, centre, diam, q):
     _set_xyz(m.pose.position, centre)
     o = m.pose.orientation
-    o.x, o.y, o.z, o.w = float(q[0]), float(q[1]), float(q[2]), float(q[3])
-    _set_xyz(m.scale, np.maximum(diam, MIN_DIAMETER))
+    o.x, o.y, o.z, o.w = q
+    _set_xyz(m.scale, diam)
+
+
+class _FrameNumbers:
+    """Every number a frame's markers need, computed for all its people at once and turned into
+    Python floats before the per-field loops: one eigendecomposition for all the ellipsoids of the
+    frame (17 a person plus the look-ahead ones) instead of two per person, and no numpy scalar
+    behind any field (converting each one costs more than setting the field)."""
+
+    def __init__(self, people: list[Person3D]):
+        ahead = [p.filtered.ahead_covariance for p in people if p.filtered is not None]
+        covs = np.concatenate([np.asarray(p.covariance, dtype=np.float64).reshape(-1, 3, 3) for p in people]
+                              + [np.asarray(ahead, dtype=np.float64).reshape(-1, 3, 3)])
+        diams, quats = ellipsoids(covs)
+        diams = np.maximum(diams, MIN_DIAMETER).tolist()
+        quats = quats.tolist()
+        n = NUM_JOINTS * len(people)
+        self.diams, self.quats = diams[:n], quats[:n]
+        self.ahead = list(zip(diams[n:], quats[n:]))
+        self.positions = np.concatenate([np.asarray(p.positions, dtype=np.float64) for p in people]).tolist()
+        self.colors = confidence_colors(np.concatenate([p.keypoint_conf for p in people])).tolist()
+
+    def person(self, i: int) -> slice:
+        return slice(NUM_JOINTS * i, NUM_JOINTS * (i + 1))
 
 
 class _TrackMarkers:
@@ -109,36 +133,38 @@ class _TrackMarkers:
         self.arrow.scale.x, self.arrow.scale.y, self.arrow.scale.z = 0.04, 0.08, 0.1   # shaft, head diameter, head length
         self.ahead = _marker(ns, ID_AHEAD, Marker.SPHERE)
 
-    def update(self, person: Person3D, header, lifetime_s: float) -> list[Marker]:
-        for pt, xyz in zip(self.points, person.positions):
+    def update(self, person: Person3D, numbers: _FrameNumbers, i: int, ahead, header,
+               lifetime_s: float) -> list[Marker]:
+        """Person `person`, the i-th of `numbers`; `ahead`: its look-ahead (diameters, quaternion)."""
+        part = numbers.person(i)
+        positions, rgb = numbers.positions[part], numbers.colors[part]
+        for pt, xyz in zip(self.points, positions):
             _set_xyz(pt, xyz)
         _set_rgba(self.bones.color, (0.2, 0.6, 1.0), 1.0 if person.reliable else 0.4)
-        rgb = confidence_colors(person.keypoint_conf)
         for color, c in zip(self.joints.colors, rgb):
             _set_rgba(color, c, 1.0)
         out = [self.bones, self.joints]
-        diams, quats = ellipsoids(person.covariance)
-        for e, centre, diam, q, c in zip(self.ellipsoids, person.positions, diams, quats, rgb):
+        for e, centre, diam, q, c in zip(self.ellipsoids, positions, numbers.diams[part], numbers.quats[part], rgb):
             _set_ellipsoid(e, centre, diam, q)
             _set_rgba(e.color, c, 0.25)
-            out.append(e)
+        out += self.ellipsoids
         s = person.filtered
         if s is not None:
             # velocity arrow from the filtered root (length = ARROW_S seconds of motion) and the
             # root predicted ahead_s later as its 90 % ellipsoid; dimmer while only predicted
             alpha = 0.5 if s.is_prediction else 1.0
             start = np.asarray(s.root, dtype=np.float64)
-            _set_xyz(self.arrow.points[0], start)
-            _set_xyz(self.arrow.points[1], start + ARROW_S * np.asarray(s.velocity, dtype=np.float64))
+            _set_xyz(self.arrow.points[0], start.tolist())
+            _set_xyz(self.arrow.points[1], (start + ARROW_S * np.asarray(s.velocity, dtype=np.float64)).tolist())
             _set_rgba(self.arrow.color, (1.0, 0.5, 0.0), alpha)
-            diam, q = ellipsoid(s.ahead_covariance)
-            _set_ellipsoid(self.ahead, s.ahead_root, diam, q)
+            _set_ellipsoid(self.ahead, np.asarray(s.ahead_root, dtype=np.float64).tolist(), *ahead)
             _set_rgba(self.ahead.color, (1.0, 0.5, 0.0), 0.2 * alpha)
             out += [self.arrow, self.ahead]
         sec = int(lifetime_s)
+        nanosec = int((lifetime_s - sec) * 1e9)
         for m in out:
             m.header = header
-            m.lifetime.sec, m.lifetime.nanosec = sec, int((lifetime_s - sec) * 1e9)
+            m.lifetime.sec, m.lifetime.nanosec = sec, nanosec
         return out
 
 
@@ -169,10 +195,13 @@ class MarkerCache:
     def build(self, people: list[Person3D], removed_ids, header, lifetime_s: float = 0.5) -> MarkerArray:
         markers = [m for tid in removed_ids for m in delete_markers(tid, header)]
         tracks = {}
-        for person in people:
+        numbers = _FrameNumbers(people) if people else None
+        ahead = iter(numbers.ahead) if people else None
+        for i, person in enumerate(people):
             tid = int(person.track_id)
             tracks[tid] = self._tracks.get(tid) or _TrackMarkers(tid)
-            markers += tracks[tid].update(person, header, lifetime_s)
+            markers += tracks[tid].update(person, numbers, i, next(ahead) if person.filtered is not None else None,
+                                          header, lifetime_s)
         self._tracks = tracks        # only the tracks of this frame: bounded by max_people
         return MarkerArray(markers=markers)
 

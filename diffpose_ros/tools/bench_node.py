@@ -7,7 +7,9 @@ max_people=1) and 3 people (basketball1 + messi5 side by side, max_people=3). Pe
   throughput  camera at --rate Hz for --seconds: output frames/s, latency p50/p95, stale drops
 and the node's own stage medians from its diagnostics (detector, sampler, everything else).
 The node builds its RViz markers only while someone subscribes to them: --markers subscribes
-(as RViz would) so that their cost is in the numbers. --video N replaces the two scenes by the
+(as RViz would) so that their cost is in the numbers; `--markers raw` takes them as serialized
+bytes (rclpy's raw subscription), without the Python deserialisation of 60-odd Marker objects a
+frame that this process would otherwise add on the same cores (RViz deserialises in C++). --video N replaces the two scenes by the
 first N frames of vtest.avi in order (768x576 pedestrians, max_people 10), looped: moving people,
 for the detector's follow mode (--param detector_follow_every:=5).
 """
@@ -71,7 +73,9 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
     if args.markers:
         from visualization_msgs.msg import MarkerArray
         client.create_subscription(MarkerArray, "/human_pose_3d/markers",
-                                   lambda m: marker_counts.append(len(m.markers)), 10)
+                                   # raw: the serialized size in bytes; else the number of markers
+                                   lambda m: marker_counts.append(len(m) if args.markers == "raw" else len(m.markers)),
+                                   10, raw=args.markers == "raw")
     pub = client.create_publisher(Image, "/image", rel)               # the node's default input names
     pub_info = client.create_publisher(CameraInfo, "/camera_info", 10)
     images = [encode_bgr8(f) for f in (frames or [scene(people)])]
@@ -133,6 +137,8 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
             "people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
             "people_published_mean": round(float(np.mean(counts)), 2) if counts else 0,
             "marker_arrays_received": len(marker_counts) if args.markers else None,
+            ("marker_array_bytes_median" if args.markers == "raw" else "markers_per_array_median"):
+                float(np.median(marker_counts)) if marker_counts else None,
             "latency_one_at_a_time": percentiles(lat), "node_stage_p50_ms": stages,
             "throughput": {"camera_hz": args.rate, "seconds": args.seconds, "frames_sent": len(sent),
                            "frames_out": len(got), "output_fps": round(fps, 2), "latency": percentiles(got)}}
@@ -149,8 +155,9 @@ def main(argv=None) -> int:
                     help="more node parameters, e.g. detector_input_size:=480 (repeatable)")
     ap.add_argument("--video", type=int, default=0, metavar="N",
                     help="the first N frames of vtest.avi as the camera (instead of the still scenes)")
-    ap.add_argument("--markers", action="store_true",
-                    help="also subscribe to the RViz markers (the node builds them only for a subscriber)")
+    ap.add_argument("--markers", nargs="?", const="python", choices=("python", "raw"), default=None,
+                    help="also subscribe to the RViz markers (the node builds them only for a subscriber): "
+                         "deserialised in Python (the default) or raw, as serialized bytes")
     ap.add_argument("--out", type=Path, default=REPO_DIR / "out" / "bench_node")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
