@@ -6,7 +6,7 @@ pytest.importorskip("visualization_msgs")
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from diffpose_ros.ros.markers import CHI2_3DOF_90, ellipsoid, markers_msg, rotation_to_quaternion  # noqa: E402
+from diffpose_ros.ros.markers import CHI2_3DOF_90, ellipsoids, markers_msg, rotation_to_quaternion  # noqa: E402
 
 
 def quat_to_matrix(q):
@@ -21,7 +21,7 @@ def test_ellipsoid_reconstructs_covariance():
     for _ in range(50):
         a = rng.normal(size=(3, 3))
         cov = a @ a.T * 0.01 + 1e-4 * np.eye(3)
-        diam, q = ellipsoid(cov)
+        (diam,), (q,) = ellipsoids(cov)
         R = quat_to_matrix(q)
         radii = diam / 2
         back = R @ np.diag(radii ** 2 / CHI2_3DOF_90) @ R.T
@@ -137,7 +137,7 @@ def test_each_ellipsoid_is_its_own_joints_and_a_zero_one_stays_visible():
             m = by_id[mid]
             np.testing.assert_allclose([m.pose.position.x, m.pose.position.y, m.pose.position.z],
                                        person.positions[j])
-            diam, q = ellipsoid(person.covariance[j])
+            (diam,), (q,) = ellipsoids(person.covariance[j])
             np.testing.assert_allclose([m.scale.x, m.scale.y, m.scale.z], np.maximum(diam, MIN_DIAMETER))
             np.testing.assert_allclose([m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
                                         m.pose.orientation.w], q)

@@ -38,12 +38,6 @@ def ellipsoids(covs: np.ndarray, chi2: float = CHI2_3DOF_90):
     return 2.0 * np.sqrt(chi2 * w), rotations_to_quaternions(v)
 
 
-def ellipsoid(cov: np.ndarray, chi2: float = CHI2_3DOF_90):
-    """3x3 covariance -> (diameters (3,), quaternion xyzw) of its chi2-level ellipsoid."""
-    diam, q = ellipsoids(cov, chi2)
-    return diam[0], q[0]
-
-
 def rotations_to_quaternions(R: np.ndarray) -> np.ndarray:
     """(n, 3, 3) rotation matrices -> unit quaternions (n, 4) xyzw, numerically safe for all
     rotations: each from the largest of 1 + trace and the three 1 + 2 R_ii - trace (Shepperd)."""
@@ -98,7 +92,8 @@ class _FrameNumbers:
     behind any field (converting each one costs more than setting the field)."""
 
     def __init__(self, people: list[Person3D]):
-        ahead = [p.filtered.ahead_covariance for p in people if p.filtered is not None]
+        filtered = [i for i, p in enumerate(people) if p.filtered is not None]
+        ahead = [people[i].filtered.ahead_covariance for i in filtered]
         covs = np.concatenate([np.asarray(p.covariance, dtype=np.float64).reshape(-1, 3, 3) for p in people]
                               + [np.asarray(ahead, dtype=np.float64).reshape(-1, 3, 3)])
         diams, quats = ellipsoids(covs)
@@ -106,7 +101,7 @@ class _FrameNumbers:
         quats = quats.tolist()
         n = NUM_JOINTS * len(people)
         self.diams, self.quats = diams[:n], quats[:n]
-        self.ahead = list(zip(diams[n:], quats[n:]))
+        self.ahead = dict(zip(filtered, zip(diams[n:], quats[n:])))   # person index -> (diameters, quaternion)
         self.positions = np.concatenate([np.asarray(p.positions, dtype=np.float64) for p in people]).tolist()
         self.colors = confidence_colors(np.concatenate([p.keypoint_conf for p in people])).tolist()
 
@@ -133,9 +128,8 @@ class _TrackMarkers:
         self.arrow.scale.x, self.arrow.scale.y, self.arrow.scale.z = 0.04, 0.08, 0.1   # shaft, head diameter, head length
         self.ahead = _marker(ns, ID_AHEAD, Marker.SPHERE)
 
-    def update(self, person: Person3D, numbers: _FrameNumbers, i: int, ahead, header,
-               lifetime_s: float) -> list[Marker]:
-        """Person `person`, the i-th of `numbers`; `ahead`: its look-ahead (diameters, quaternion)."""
+    def update(self, person: Person3D, numbers: _FrameNumbers, i: int, header, lifetime_s: float) -> list[Marker]:
+        """Person `person`, the i-th of `numbers`."""
         part = numbers.person(i)
         positions, rgb = numbers.positions[part], numbers.colors[part]
         for pt, xyz in zip(self.points, positions):
@@ -157,7 +151,7 @@ class _TrackMarkers:
             _set_xyz(self.arrow.points[0], start.tolist())
             _set_xyz(self.arrow.points[1], (start + ARROW_S * np.asarray(s.velocity, dtype=np.float64)).tolist())
             _set_rgba(self.arrow.color, (1.0, 0.5, 0.0), alpha)
-            _set_ellipsoid(self.ahead, np.asarray(s.ahead_root, dtype=np.float64).tolist(), *ahead)
+            _set_ellipsoid(self.ahead, np.asarray(s.ahead_root, dtype=np.float64).tolist(), *numbers.ahead[i])
             _set_rgba(self.ahead.color, (1.0, 0.5, 0.0), 0.2 * alpha)
             out += [self.arrow, self.ahead]
         sec = int(lifetime_s)
@@ -196,12 +190,10 @@ class MarkerCache:
         markers = [m for tid in removed_ids for m in delete_markers(tid, header)]
         tracks = {}
         numbers = _FrameNumbers(people) if people else None
-        ahead = iter(numbers.ahead) if people else None
         for i, person in enumerate(people):
             tid = int(person.track_id)
             tracks[tid] = self._tracks.get(tid) or _TrackMarkers(tid)
-            markers += tracks[tid].update(person, numbers, i, next(ahead) if person.filtered is not None else None,
-                                          header, lifetime_s)
+            markers += tracks[tid].update(person, numbers, i, header, lifetime_s)
         self._tracks = tracks        # only the tracks of this frame: bounded by max_people
         return MarkerArray(markers=markers)
 
