@@ -58,6 +58,7 @@ class NodeHarness:
         self.pub_image = self.node.create_publisher(Image, "/image", RELIABLE)
         self.pub_compressed = self.node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
         self.pub_info = self.node.create_publisher(CameraInfo, "/camera_info", 10)
+        self._param_client = None          # set_params() makes it on first use
         image_topic = "/image/compressed" if compressed else "/image"
         try:
             self.spin_until(lambda: self._subscribed(image_topic) and self._subscribed("/camera_info")
@@ -99,6 +100,24 @@ class NodeHarness:
                 raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
+    def spin_for(self, seconds: float):
+        """Take what arrives during `seconds` (the node's messages, discovery)."""
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+
+    def set_params(self, **values):
+        """Set the node's parameters in one call (ros2 param set); its SetParametersResult."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        if self._param_client is None:
+            self._param_client = self.node.create_client(SetParameters, f"/{self.name}/set_parameters")
+            assert self._param_client.wait_for_service(timeout_sec=10)
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        fut = self._param_client.call_async(req)
+        self.spin_until(fut.done, 10, f"set {values}")
+        return fut.result().results[0]
+
     def send_info(self, width=640, height=480, hfov=60.0, K=None):
         intr = Intrinsics.from_fov(width, height, hfov)
         info = camera_info(intr, Header(frame_id="camera_optical_frame"))
@@ -107,9 +126,7 @@ class NodeHarness:
         self.pub_info.publish(info)
         # CameraInfo and Image are separate topics with no ordering between them: give the node
         # time to take the info before the test's next image
-        t_end = time.monotonic() + 0.2
-        while time.monotonic() < t_end:
-            rclpy.spin_once(self.node, timeout_sec=0.02)
+        self.spin_for(0.2)
 
     def send(self, msg):
         (self.pub_compressed if isinstance(msg, CompressedImage) else self.pub_image).publish(msg)

@@ -49,6 +49,31 @@ def test_dds_profile_variable_is_the_one_this_fast_dds_reads():
     assert os.environ[expected].endswith("config/fastdds.xml")        # set by conftest for the session
 
 
+def test_visual_mailbox_keeps_the_newest_frame_and_every_deletion():
+    """The markers skip to the newest frame when they fall behind, but the tracks that ended in a
+    skipped frame are still deleted; take() waits for a frame and returns None once closed."""
+    import threading
+    from diffpose_ros.ros.node import VisualFrame, VisualMailbox
+    box = VisualMailbox()
+    box.put(VisualFrame("h1", [], [3], True, 0.5))
+    box.put(VisualFrame("h2", [], [7], True, 0.5))
+    frame = box.take()
+    assert (frame.header, frame.removed_ids, box.skipped) == ("h2", [3, 7], 1)
+    got = []
+    taker = threading.Thread(target=lambda: got.append(box.take()))
+    taker.start()
+    time.sleep(0.1)
+    assert not got                                    # waits for the next frame
+    box.put(VisualFrame("h3", [], [], True, 0.5))
+    taker.join(timeout=5)
+    assert got[0].header == "h3" and got[0].removed_ids == [] and box.skipped == 1
+    taker = threading.Thread(target=lambda: got.append(box.take()))
+    taker.start()
+    box.close()
+    taker.join(timeout=5)
+    assert not taker.is_alive() and got[-1] is None
+
+
 def test_rectified_images_are_recognised_by_their_topic_name():
     from diffpose_ros.ros.node import is_rectified_topic
     assert is_rectified_topic("/camera/image_rect") and is_rectified_topic("/cam/image_rect_color/compressed")
@@ -114,9 +139,7 @@ def test_markers_for_a_subscriber(node):
         assert sec < 160, "no MarkerArray although subscribed"
         node.send(image_msg(b1, sec=sec))
         node.pose_for(sec)
-        t_end = time.monotonic() + 0.3
-        while time.monotonic() < t_end:
-            rclpy.spin_once(node.node, timeout_sec=0.02)
+        node.spin_for(0.3)
         sec += 1
     for image in (b2, b1):                  # the same tracks again: the reused markers move
         node.send(image_msg(image, sec=sec))
@@ -133,6 +156,34 @@ def test_markers_for_a_subscriber(node):
             joints = [[q.x, q.y, q.z] for q in mine[1].points]
             np.testing.assert_allclose(joints, [[q.x, q.y, q.z] for q in p.positions], atol=1e-6)
         sec += 1
+    node.node.destroy_subscription(sub)
+
+
+def test_debug_image_from_the_visual_thread(node):
+    """publish_debug_image at run time: the annotated image of each frame, with its stamp, comes
+    from the visual-output thread (its time is the diagnostics' visual stage, not the worker's
+    overhead)."""
+    from rclpy.qos import qos_profile_sensor_data
+    images = []
+    sub = node.node.create_subscription(Image, "/human_pose_3d/debug_image", images.append,
+                                   qos_profile_sensor_data)     # the node's QoS for images
+    b1 = load_image("basketball1.png")
+    node.send_info(640, 480)
+    assert node.set_params(publish_debug_image=True).successful
+    sec = 170
+    while not any(m.header.stamp.sec == sec - 1 for m in images):   # until the subscription matched
+        assert sec < 190, "no debug image although publish_debug_image is on"
+        node.send(image_msg(b1, sec=sec))
+        node.pose_for(sec)
+        node.spin_for(0.5)
+        sec += 1
+    shown = next(m for m in images if m.header.stamp.sec == sec - 1)
+    assert (shown.width, shown.height, shown.encoding) == (640, 480, "bgr8")
+    drawn = np.frombuffer(bytes(shown.data), np.uint8).reshape(480, shown.step)[:, :640 * 3].reshape(480, 640, 3)
+    assert (drawn != b1).any(), "the skeletons are drawn on the image"
+    counters = node.counters()
+    assert float(counters["visual_p50_ms"]) > 0 and int(counters.get("processing_visual_error", 0)) == 0
+    assert node.set_params(publish_debug_image=False).successful
     node.node.destroy_subscription(sub)
 
 
@@ -214,23 +265,11 @@ def test_burst_of_1000_frames_in_one_second(node):
 
 
 def test_runtime_parameters_validated(node):
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-    client = node.node.create_client(SetParameters, f"/{node.name}/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
-
-    def set_param(name, value):
-        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
-        fut = client.call_async(req)
-        node.spin_until(fut.done, 10, f"set {name}")
-        return fut.result().results[0]
-
-    bad = set_param("detector_score_threshold", 1.5)
+    bad = node.set_params(detector_score_threshold=1.5)
     assert not bad.successful and "detector_score_threshold" in bad.reason
-    assert not set_param("backend", "torch").successful                 # read-only at run time
-    assert set_param("num_hypotheses", 8).successful
-    assert set_param("diffusion_steps", 2).successful
+    assert not node.set_params(backend="torch").successful                 # read-only at run time
+    assert node.set_params(num_hypotheses=8).successful
+    assert node.set_params(diffusion_steps=2).successful
     node.send_info(640, 480)
     # N applies from the next frame; the 2-step graph is built in the background meanwhile
     # (the 5-step one serves until it is ready), see test_ros_settings.py
@@ -244,7 +283,6 @@ def test_runtime_parameters_validated(node):
         assert msg.people[0].diffusion_steps == 5
         time.sleep(0.2)
     assert msg.people[0].diffusion_steps == 2
-    assert isinstance(ParameterMsg(), ParameterMsg)
 
 
 def test_camera_height_gives_the_size_from_the_floor(node):
@@ -252,24 +290,13 @@ def test_camera_height_gives_the_size_from_the_floor(node):
     sized from their feet on the floor (size_from_floor, /diagnostics says so); 0 turns it off;
     a negative height is refused. (Stamps between the tests before and after: the node is shared
     and a repeated or much older stamp is a time jump.)"""
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-    client = node.node.create_client(SetParameters, f"/{node.name}/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
-
-    def set_params(**values):
-        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        fut = client.call_async(req)
-        node.spin_until(fut.done, 10, f"set {values}")
-        return fut.result().results[0]
-
     node.send_info(640, 480)
     img = load_image("basketball1.png")
     node.send(image_msg(img, sec=3700))
     plain = node.pose_for(3700)
     assert plain.people and not any(p.size_from_floor for p in plain.people)
-    assert not set_params(camera_height_m=-1.0).successful
-    assert set_params(camera_height_m=1.5, camera_pitch_deg=5.0).successful
+    assert not node.set_params(camera_height_m=-1.0).successful
+    assert node.set_params(camera_height_m=1.5, camera_pitch_deg=5.0).successful
     node.send(image_msg(img, sec=3701))
     floor = node.pose_for(3701)
     check_people(floor, img)
@@ -277,7 +304,7 @@ def test_camera_height_gives_the_size_from_the_floor(node):
     assert node.counters()["body_size"].startswith("from the floor (camera 1.50 m up, pitch 5.0 deg")
     roots = {p.track_id: p.root.z for p in plain.people}
     assert any(abs(p.root.z - roots[p.track_id]) > 1e-3 for p in floor.people if p.size_from_floor and p.track_id in roots)
-    assert set_params(camera_height_m=0.0).successful
+    assert node.set_params(camera_height_m=0.0).successful
     node.send(image_msg(img, sec=3702))
     assert not any(p.size_from_floor for p in node.pose_for(3702).people)
     assert node.counters()["body_size"].startswith("typical adult")

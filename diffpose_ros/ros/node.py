@@ -2,7 +2,10 @@
 
 A thin adapter over diffpose_ros.pipeline.PosePipeline. The subscription callbacks only store the
 newest image in a one-slot buffer (an older unprocessed image is dropped and counted), and a
-worker thread runs detector + lifter on it, so the executor never blocks on the model.
+worker thread runs detector + lifter on it, so the executor never blocks on the model. What is
+only for people to look at (the RViz markers, the debug image) is built and published by a
+second thread from the newest published frame (`VisualMailbox`), so the worker starts on the
+next image as soon as the poses are out, whether or not RViz is watching.
 
 Subscribes: image (sensor_msgs/Image, or image/compressed), camera_info: relative names, so
             `-r image:=/camera/color/image_raw` and namespaces work as for image_pipeline nodes
@@ -48,6 +51,7 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) in EXECUTABLES:
 
 import logging  # noqa: E402
 from collections import Counter, deque  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -68,6 +72,7 @@ from diffpose_ros.filter.people_filter import FilterConfig  # noqa: E402
 from diffpose_ros.lifter.ground import Ground  # noqa: E402
 from diffpose_ros.msg import HumanPose3DArray  # noqa: E402
 from diffpose_ros.paths import detector_model_problem  # noqa: E402
+from diffpose_ros.people import Person3D  # noqa: E402
 from diffpose_ros.pipeline import PipelineConfig, PosePipeline  # noqa: E402
 from diffpose_ros.ros.images import ImageError, decode_compressed, decode_raw, encode_bgr8  # noqa: E402
 from diffpose_ros.ros.markers import MarkerCache  # noqa: E402
@@ -140,6 +145,54 @@ PARAMETERS = {
 }
 
 
+@dataclass
+class VisualFrame:
+    """One published frame, for the visual outputs: its people (never changed after publishing),
+    the tracks that ended since the last frame drawn (their markers are deleted), and the image
+    when the debug image is on."""
+    header: object
+    people: list[Person3D]
+    removed_ids: list[int]
+    markers: bool                     # someone subscribes to the markers
+    lifetime_s: float
+    image: np.ndarray | None = None   # for the debug image (None: off)
+
+
+class VisualMailbox:
+    """The worker hands each published frame to the visual-output thread here. One slot: a frame
+    not yet taken is replaced by the newer one (the markers skip to the newest frame, counted in
+    `skipped`), and its ended tracks carry over, so that no marker DELETE is lost."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._frame: VisualFrame | None = None
+        self._closed = False
+        self.skipped = 0
+
+    def put(self, frame: VisualFrame):
+        with self._cond:
+            if self._frame is not None:
+                frame.removed_ids = self._frame.removed_ids + frame.removed_ids
+                self.skipped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def take(self) -> VisualFrame | None:
+        """The newest frame, waiting for one; None once closed."""
+        with self._cond:
+            while self._frame is None and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            frame, self._frame = self._frame, None
+            return frame
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 def _descriptor(name, default, description, limits, dynamic) -> ParameterDescriptor:
     d = ParameterDescriptor(name=name, description=description, read_only=not dynamic)
     if isinstance(limits, tuple) and len(limits) == 2 and not isinstance(limits[0], str):
@@ -203,7 +256,9 @@ class PoseNode(Node):
                                                 "rejected_people", "time_jumps")})
         self._last_warned: dict[str, float] = {}
         self.latencies = deque(maxlen=500)  # seconds, receive -> publish
-        self.stage_times = {k: deque(maxlen=500) for k in ("detect", "sampler", "overhead")}
+        # overhead: the worker's own time a frame besides detector and sampler; visual: the markers
+        # and the debug image, on their own thread
+        self.stage_times = {k: deque(maxlen=500) for k in ("detect", "sampler", "overhead", "visual")}
         self.rate_in = deque(maxlen=200)
         self.rate_out = deque(maxlen=200)
         self.intrinsics: Intrinsics | None = None
@@ -241,6 +296,9 @@ class PoseNode(Node):
         self._slot = None                   # the newest unprocessed image
         self._cond = threading.Condition()
         self._stop = False
+        self._visual = VisualMailbox()      # the worker's published frames, for the markers thread
+        self._visual_thread = threading.Thread(target=self._draw, name="diffpose_visual", daemon=True)
+        self._visual_thread.start()
         self._worker = threading.Thread(target=self._work, name="diffpose_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"listening on {self.image_topic} + {self.camera_info_topic}"
@@ -428,24 +486,42 @@ class PoseNode(Node):
         # the pipeline's people passed its numerical guards already (FrameResult)
         out = people_to_msg(result.people, header, latency_s=time.monotonic() - received, check=False)
         self.pub_people.publish(out)
-        # markers only for a listener (RViz, a bag recorder): with none they are 2-3 ms of waste
-        # a frame with three people; RViz subscribing later gets them from its first frame on
-        if self.p["publish_markers"] and self.pub_markers.get_subscription_count() > 0:
-            self.pub_markers.publish(self.marker_cache.build(result.people, removed, header,
-                                                             self.p["marker_lifetime_s"]))
-        if self.p["publish_debug_image"]:
-            from diffpose_ros.render import draw_people_2d
-            data, w, h, step = encode_bgr8(draw_people_2d(image, result.people))
-            self.pub_debug.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
+        # markers only for a listener (RViz, a bag recorder): with none they are about 1 ms of
+        # waste a frame with three people; RViz subscribing later gets them from its first frame on
+        markers = self.p["publish_markers"] and self.pub_markers.get_subscription_count() > 0
+        if markers or self.p["publish_debug_image"]:
+            self._visual.put(VisualFrame(header, result.people, removed, markers, self.p["marker_lifetime_s"],
+                                         image if self.p["publish_debug_image"] else None))
         now = time.monotonic()
         self.latencies.append(now - received)
-        # the node's own cost: decoding, lifter bookkeeping, conversion, publishing
+        # the worker's own cost: decoding, lifter bookkeeping, conversion, publishing the poses
         t = result.timings
         self.stage_times["detect"].append(t["detect"])
         self.stage_times["sampler"].append(t["sampler"])
         self.stage_times["overhead"].append(now - started - t["detect"] - t["sampler"])
         self.rate_out.append(now)
         self.counters["frames_out"] += 1
+
+    def _draw(self):
+        """The visual-output thread: the markers and the debug image of the newest published
+        frame. They run while the worker detects on the next image (ONNX Runtime releases the
+        GIL), so a planner's poses do not wait for what RViz shows."""
+        while (frame := self._visual.take()) is not None:
+            started = time.monotonic()
+            try:
+                if frame.markers:
+                    self.pub_markers.publish(self.marker_cache.build(frame.people, frame.removed_ids, frame.header,
+                                                                     frame.lifetime_s))
+                if frame.image is not None:
+                    from diffpose_ros.render import draw_people_2d
+                    data, w, h, step = encode_bgr8(draw_people_2d(frame.image, frame.people))
+                    self.pub_debug.publish(Image(header=frame.header, height=h, width=w, encoding="bgr8",
+                                                 step=step, data=data))
+            except Exception as err:  # a frame's markers must never end the thread
+                if not self.context.ok():     # shutting down: the publishers are gone
+                    return
+                self._warn("processing_visual_error", f"markers / debug image failed: {type(err).__name__}: {err}")
+            self.stage_times["visual"].append(time.monotonic() - started)
 
     def _time_jumped_back(self, stamp: float) -> bool:
         """An image not newer than the last processed one: time jumped back (as tf2's buffer
@@ -498,6 +574,7 @@ class PoseNode(Node):
             if times:
                 values[f"{stage}_p50_ms"] = f"{np.median(times) * 1e3:.2f}"
         values.update({k: str(v) for k, v in sorted(self.counters.items())})
+        values["visual_frames_skipped"] = str(self._visual.skipped)   # markers drawn for a newer frame instead
         if pipeline is not None:       # follow mode: detector frames on the whole image / a region / redone
             values.update({f"detector_frames_{k}": str(v) for k, v in pipeline.follower.counts.items()})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
@@ -509,20 +586,23 @@ class PoseNode(Node):
 
     # ---------------------------------------------------------------- shutdown
     def stop(self, timeout: float = 0.5) -> bool:
-        """End the worker (loading or processing) and any background graph build: the child
-        process of an export is killed and reaped, its partial file removed (that needs no
-        thread's help). Then give the threads ``timeout`` to end: True when all have; a frame
-        or model load still running is abandoned by main() (nothing of it needs saving)."""
+        """End the worker (loading or processing), the visual-output thread and any background
+        graph build: the child process of an export is killed and reaped, its partial file
+        removed (that needs no thread's help). Then give the threads ``timeout`` to end: True
+        when all have; a frame or model load still running is abandoned by main() (nothing of it
+        needs saving)."""
         self._cancel.set()
         with self._cond:
             self._stop = True
             self._cond.notify_all()
             pipeline = self.pipeline
+        self._visual.close()
         kill_children(wait=0.5)            # also an export the worker waits for at start-up
         deadline = time.monotonic() + timeout
         closed = pipeline.close(max(0.0, deadline - time.monotonic())) if pipeline is not None else True
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        return closed and not self._worker.is_alive()
+        self._visual_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return closed and not self._worker.is_alive() and not self._visual_thread.is_alive()
 
 
 def main(args=None):

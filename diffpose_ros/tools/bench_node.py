@@ -37,7 +37,28 @@ def percentiles(values_s):
 
 
 def run_scene(people: int, args, env, frames: list | None = None) -> dict:
-    """One scene: `people` (max_people) on the still scene of that many people, or on `frames`."""
+    """One scene: `people` (max_people) on the still scene of that many people, or on `frames`.
+    The node runs in its own process, stopped when the scene ends or fails."""
+    log = open(args.out / f"node_{people}.log", "w")
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "-p", f"backend:={args.backend}",
+         "-p", "qos_reliability:=reliable", "-p", f"max_people:={people}", "-p", "diagnostics_period_s:=0.5",
+         *[x for p in args.param for x in ("-p", p)]],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        return _measure(node_proc, people, args, frames)
+    finally:   # also when the measurement fails: no node left running
+        node_proc.send_signal(2)
+        try:
+            node_proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+            node_proc.wait()
+        log.close()
+
+
+def _measure(node_proc, people: int, args, frames: list | None) -> dict:
+    """Camera and subscriber of run_scene, against the node process already started."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -49,12 +70,6 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
     from diffpose_ros.ros.images import encode_bgr8
     from diffpose_ros.ros.sample_camera import camera_info
 
-    log = open(args.out / f"node_{people}.log", "w")
-    node_proc = subprocess.Popen(
-        [sys.executable, "-m", "diffpose_ros.ros.node", "--ros-args", "-p", f"backend:={args.backend}",
-         "-p", "qos_reliability:=reliable", "-p", f"max_people:={people}", "-p", "diagnostics_period_s:=0.5",
-         *[x for p in args.param for x in ("-p", p)]],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
     client = rclpy.create_node(f"bench_client_{people}")
     rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     arrivals, diag = {}, {}
@@ -113,7 +128,7 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
         if key in arrivals:
             lat.append((arrivals[key][0] - sent_ns) * 1e-9)
             counts.append(arrivals[key][1])
-    stages = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead")}
+    stages = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead", "visual")}
 
     sent = {}                                    # a camera at --rate Hz
     t0 = time.monotonic()
@@ -127,12 +142,11 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
     t_end = time.monotonic() + 2.0
     while time.monotonic() < t_end:
         rclpy.spin_once(client, timeout_sec=0.01)
+    stages_at_rate = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead", "visual")}
     got = [((arrivals[k][0] - ns) * 1e-9) for k, ns in sent.items() if k in arrivals]
     out_stamps = sorted(arrivals[k][0] for k in sent if k in arrivals)
     fps = (len(out_stamps) - 1) / ((out_stamps[-1] - out_stamps[0]) * 1e-9) if len(out_stamps) > 1 else 0.0
     client.destroy_node()
-    node_proc.send_signal(2)
-    node_proc.wait(timeout=10)
     return {"scene": f"vtest.avi frames 0..{len(frames) - 1}" if frames else f"{people} people",
             "people_requested": people, "people_published_median": float(np.median(counts)) if counts else 0,
             "people_published_mean": round(float(np.mean(counts)), 2) if counts else 0,
@@ -140,6 +154,7 @@ def run_scene(people: int, args, env, frames: list | None = None) -> dict:
             ("marker_array_bytes_median" if args.markers == "raw" else "markers_per_array_median"):
                 float(np.median(marker_counts)) if marker_counts else None,
             "latency_one_at_a_time": percentiles(lat), "node_stage_p50_ms": stages,
+            "node_stage_p50_ms_at_rate": stages_at_rate,
             "throughput": {"camera_hz": args.rate, "seconds": args.seconds, "frames_sent": len(sent),
                            "frames_out": len(got), "output_fps": round(fps, 2), "latency": percentiles(got)}}
 
