@@ -119,8 +119,16 @@ class SampleCamera(Node):
         header.stamp = self.get_clock().now().to_msg()
         header.frame_id = self.frame_id
         data, w, h, step = encode_bgr8(frame)
-        self.pub_info.publish(camera_info(Intrinsics.from_fov(w, h, self.hfov), header))
-        self.pub_image.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
+        try:
+            self.pub_info.publish(camera_info(Intrinsics.from_fov(w, h, self.hfov), header))
+            self.pub_image.publish(Image(header=header, height=h, width=w, encoding="bgr8", step=step, data=data))
+        except Exception:
+            # rclpy's SIGINT handler shuts the context down from its own thread: a tick that was
+            # already running then fails to publish ("publisher's context is invalid"). That is
+            # the stop, not an error (ros2 launch would report exit 1 for a Ctrl-C).
+            if self.context.ok():
+                raise
+            return
         self.sent += 1
 
 
