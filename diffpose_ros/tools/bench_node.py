@@ -30,6 +30,9 @@ from diffpose_ros.tools.bench_detector import scene, video_frames
 from diffpose_ros.tools.demo import ros_environment
 
 
+STAGES = ("detect", "sampler", "overhead", "visual")   # the node's stage medians in /diagnostics
+
+
 def percentiles(values_s):
     v = np.asarray(values_s) * 1e3
     return {"p50_ms": round(float(np.percentile(v, 50)), 1), "p95_ms": round(float(np.percentile(v, 95)), 1),
@@ -128,7 +131,7 @@ def _measure(node_proc, people: int, args, frames: list | None) -> dict:
         if key in arrivals:
             lat.append((arrivals[key][0] - sent_ns) * 1e-9)
             counts.append(arrivals[key][1])
-    stages = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead", "visual")}
+    stages = {k: diag.get(f"{k}_p50_ms") for k in STAGES}
 
     sent = {}                                    # a camera at --rate Hz
     t0 = time.monotonic()
@@ -142,7 +145,7 @@ def _measure(node_proc, people: int, args, frames: list | None) -> dict:
     t_end = time.monotonic() + 2.0
     while time.monotonic() < t_end:
         rclpy.spin_once(client, timeout_sec=0.01)
-    stages_at_rate = {k: diag.get(f"{k}_p50_ms") for k in ("detect", "sampler", "overhead", "visual")}
+    stages_at_rate = {k: diag.get(f"{k}_p50_ms") for k in STAGES}
     got = [((arrivals[k][0] - ns) * 1e-9) for k, ns in sent.items() if k in arrivals]
     out_stamps = sorted(arrivals[k][0] for k in sent if k in arrivals)
     fps = (len(out_stamps) - 1) / ((out_stamps[-1] - out_stamps[0]) * 1e-9) if len(out_stamps) > 1 else 0.0
