@@ -2,7 +2,9 @@
 (ROS-free).
 
 The ROS node, the demo and the offline tools all run images through PosePipeline.process, so
-there is one code path from pixels to published skeletons.
+there is one code path from pixels to published skeletons. process() is detect_stage() then
+lift_stage(); the node's pipeline_overlap runs the two on two threads, the detector one image
+ahead (each stage keeps its own state, so the results are the same).
 
 Sampling settings change between two frames: ``set_sampling(steps, n_hyp)`` may be called from
 any thread; process() applies a new N at its next frame (no new graph: N is a dynamic axis) and
@@ -50,6 +52,16 @@ class FrameResult:
     gated: int = 0                      # lifts the filter's gate refused
 
 
+@dataclass
+class Detected:
+    """What detect_stage() hands to lift_stage(): one image's tracked detections."""
+    stamp_s: float
+    people: list                        # (track id, Detection), highest score first
+    removed: list[int]                  # track ids the tracker ended at this image
+    detect_s: float                     # seconds in the detector and the tracker
+    reset_lifter: bool = False          # tracking started over before this image (forget_tracks)
+
+
 class TimedRunner:
     """Calls a sampler backend for the lifter and remembers how long the last call took."""
 
@@ -82,6 +94,7 @@ class PosePipeline:
         self.sampler_manager = sampler_manager   # backends.SamplerManager, or None
         self._sampling_lock = threading.Lock()
         self._wanted_sampling: tuple[int, int] | None = None
+        self._lifter_reset_pending = False        # forget_tracks() -> the next lift_stage()
 
     @classmethod
     def create(cls, detector_model=None, backend="auto", lifter_weights=None, steps=5, n_hyp=5,
@@ -157,19 +170,38 @@ class PosePipeline:
         return self.sampler_manager.close(timeout) if self.sampler_manager is not None else True
 
     def process(self, image: np.ndarray, intrinsics: Intrinsics, stamp_s: float) -> FrameResult:
-        from .detector.coco_to_h36m import coco_to_h36m
-        self.apply_sampling()
-        cfg = self.config
+        """One image through the whole chain (the two stages below, one after the other)."""
+        return self.lift_stage(self.detect_stage(image, stamp_s), intrinsics)
+
+    def detect_stage(self, image: np.ndarray, stamp_s: float) -> Detected:
+        """Stage 1 of process(): detector and tracker. Touches only the detector's, the
+        tracker's and follow mode's state, so it may run on the next image while lift_stage()
+        runs on this one (the node's pipeline_overlap), as long as each stage runs in frame
+        order on its own thread."""
         t0 = time.perf_counter()
         # the detector applies the threshold itself, so a run-time change (lower too) takes effect
-        self.detector.score_threshold = cfg.score_threshold
+        self.detector.score_threshold = self.config.score_threshold
         tracks, removed = self.detect_and_track(image, stamp_s)
+        # the tracker replaces a Track's detection on the next image: keep this image's own
+        people = [(t.track_id, t.detection) for t in tracks]
+        reset, self._lifter_reset_pending = self._lifter_reset_pending, False
+        return Detected(stamp_s, people, removed, time.perf_counter() - t0, reset)
+
+    def lift_stage(self, detected: Detected, intrinsics: Intrinsics) -> FrameResult:
+        """Stage 2 of process(): lifter, numerical guards and per-track filter for one
+        detect_stage() result."""
+        from .detector.coco_to_h36m import coco_to_h36m
+        if detected.reset_lifter and self.lifter is not None:
+            self.lifter.reset()
+        self.apply_sampling()
+        cfg = self.config
         t1 = time.perf_counter()
+        tracks = detected.people
         people: list[Person3D] = []
         rejected = 0
         if tracks:
-            kp_coco = np.stack([t.detection.keypoints for t in tracks])
-            conf_coco = np.stack([t.detection.keypoint_conf for t in tracks])
+            kp_coco = np.stack([d.keypoints for _, d in tracks])
+            conf_coco = np.stack([d.keypoint_conf for _, d in tracks])
             kp, conf = coco_to_h36m(kp_coco, conf_coco)
             reliable = (conf >= cfg.min_keypoint_conf).sum(axis=1) >= cfg.min_keypoints
             keep = np.ones(len(tracks), bool) if cfg.publish_unreliable else reliable
@@ -178,12 +210,12 @@ class PosePipeline:
                 # lens distortion (or a rectified image's rotation) off: pinhole pixels under K
                 kp_ideal = intrinsics.undistort(kp[idx])
                 result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
-                                          track_ids=[tracks[i].track_id for i in idx], ground=cfg.ground)
+                                          track_ids=[tracks[i][0] for i in idx], ground=cfg.ground)
                 lifted = []
                 for j, i in enumerate(idx):
-                    det = tracks[i].detection
+                    track_id, det = tracks[i]
                     lifted.append(Person3D(
-                        track_id=tracks[i].track_id, score=float(det.score),
+                        track_id=track_id, score=float(det.score),
                         positions=result.positions[j], covariance=result.covariance[j],
                         root=result.root[j], root_covariance=result.root_cov[j],
                         keypoints_2d=kp[i], keypoint_conf=conf[i],
@@ -200,19 +232,22 @@ class PosePipeline:
                         rejected += 1
                         log.warning("dropped track %d: %s", person.track_id, err)
         t2 = time.perf_counter()
-        people, removed, predicted, gated = self.apply_filter(people, removed, stamp_s)
+        people, removed, predicted, gated = self.apply_filter(people, detected.removed, detected.stamp_s)
         t3 = time.perf_counter()
         sampler = getattr(self.lifter.runner, "last_s", 0.0) if tracks else 0.0
-        return FrameResult(people, removed, {"detect": t1 - t0, "lift": t2 - t1, "sampler": sampler,
-                                             "filter": t3 - t2, "total": t3 - t0}, rejected, predicted, gated)
+        return FrameResult(people, removed, {"detect": detected.detect_s, "lift": t2 - t1, "sampler": sampler,
+                                             "filter": t3 - t2, "total": detected.detect_s + t3 - t1},
+                           rejected, predicted, gated)
 
     def forget_tracks(self) -> list[int]:
         """Start tracking over (time jumped back): no track, temporal window or followed region
         continues. Returns the ids that ended."""
         ended = [t.track_id for t in self.tracker.tracks]
         self.tracker.tracks = []
-        if self.lifter is not None:          # None: detector and tracker only (diffpose-bench-detector)
-            self.lifter.reset()
+        # the lifter's temporal windows belong to the lift stage: the next detect_stage() result
+        # tells lift_stage() to clear them, so a frame from before the jump that is still being
+        # lifted (pipeline_overlap) keeps its windows
+        self._lifter_reset_pending = True
         self.follower.reset()
         self._followed_boxes = np.zeros((0, 4))
         return ended

@@ -12,5 +12,5 @@ if [ $# -eq 0 ] && [ -x .venv-jazzy/bin/python ]; then
   echo "[test] ROS 2 Jazzy ($(.venv-jazzy/bin/python -c 'import importlib.metadata as m; print("rclpy", m.version("ros-rclpy"))'))"
   .venv-jazzy/bin/python -m pytest -m "" test/test_ros_node.py test/test_ros_end_to_end.py \
     test/test_ros_messages.py test/test_ros_markers.py test/test_ros_images.py test/test_bag_replay.py \
-    test/test_ros_sample_camera_stop.py
+    test/test_ros_sample_camera_stop.py test/test_ros_overlap.py
 fi

@@ -73,3 +73,52 @@ def test_check_people_refuses_only_the_bad_ones():
     tiny = good.copy()
     tiny[0, 0] = -1e-12
     assert np.linalg.eigvalsh(repair_covariance(tiny)).min() > 0
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "detector" / "yolo11n-pose.onnx").exists(), reason="detector ONNX not exported")
+@pytest.mark.parametrize("ahead", [1, 9])
+def test_overlapped_stages_give_what_process_gives(ahead):
+    """The node's pipeline_overlap runs detect_stage() of the next image while lift_stage() of
+    this one runs. Any such order gives exactly the frames process() gives, a time jump
+    (forget_tracks) included: the tracker's later images must not change the detections a frame
+    still waiting for the lifter holds (ahead = 9: every image detected before the first lift),
+    and the lifter's windows are cleared for the first image after the jump, not for a frame
+    from before it that is still being lifted (ahead = 1: the node's order)."""
+    from diffpose_ros.tools.bench_detector import video_frames
+    frames = video_frames(range(60, 78, 2))                 # moving pedestrians, 768x576
+    stamps = [1.0 + 0.1 * i for i in range(5)] + [0.2 + 0.1 * i for i in range(4)]   # back in time at 5
+    intr = Intrinsics.from_fov(768, 576, 60.0)
+
+    def pipeline():       # the temporal model keeps windows per track: their reset matters
+        return PosePipeline.create(backend="torch", lifter_weights=WEIGHTS_DIR / "temporal")
+
+    def detect(pipe, i):
+        if i == 5:
+            pipe.forget_tracks()
+        return pipe.detect_stage(frames[i], stamps[i])
+
+    pipe = pipeline()
+    sequential = []
+    for i in range(len(frames)):
+        if i == 5:
+            pipe.forget_tracks()
+        sequential.append(pipe.process(frames[i], intr, stamps[i]))
+    pipe = pipeline()
+    detected = [detect(pipe, i) for i in range(ahead)]
+    overlapped = []
+    for i in range(len(frames)):
+        if i + ahead < len(frames):
+            detected.append(detect(pipe, i + ahead))
+        overlapped.append(pipe.lift_stage(detected[i], intr))
+
+    assert sum(len(r.people) for r in sequential) >= 9
+    for a, b in zip(sequential, overlapped, strict=True):
+        assert [p.track_id for p in a.people] == [p.track_id for p in b.people]
+        assert a.removed_track_ids == b.removed_track_ids
+        for p, q in zip(a.people, b.people):
+            np.testing.assert_array_equal(p.keypoints_2d, q.keypoints_2d)
+            np.testing.assert_array_equal(p.positions, q.positions)
+            np.testing.assert_array_equal(p.covariance, q.covariance)
+            assert (p.filtered is None) == (q.filtered is None)
+            if p.filtered is not None:
+                np.testing.assert_array_equal(p.filtered.covariance, q.filtered.covariance)

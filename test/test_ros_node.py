@@ -107,6 +107,11 @@ def check_people(msg, image, min_people=1):
         assert p.num_hypotheses >= 2 and p.diffusion_steps >= 1
 
 
+def main_person(msg):
+    """The person of a message with the tallest keypoint extent (the full-body player)."""
+    return max(msg.people, key=lambda p: np.ptp(np.reshape(p.keypoints_2d, (17, 2))[:, 1]))
+
+
 def test_people_on_real_photos_with_stable_ids(node):
     b1, b2, messi = load_image("basketball1.png"), load_image("basketball2.png"), load_image("messi5.jpg")
     node.send_info(640, 480)
@@ -117,8 +122,6 @@ def test_people_on_real_photos_with_stable_ids(node):
     m2 = node.pose_for(101)
     check_people(m2, b2)
     # the full-body player (largest keypoint extent) keeps the id from one frame to the next
-    def main_person(msg):
-        return max(msg.people, key=lambda p: np.ptp(np.reshape(p.keypoints_2d, (17, 2))[:, 1]))
     assert main_person(m1).track_id == main_person(m2).track_id
     node.send_info(messi.shape[1], messi.shape[0])
     time.sleep(0.2)

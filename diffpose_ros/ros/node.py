@@ -114,6 +114,9 @@ PARAMETERS = {
                               "around the people tracked (0: off; README: follow mode)", (0, 100), True),
     "detector_follow_margin": (0.3, "follow mode: each tracked box grown by this share of its size on every side",
                                (0.0, 5.0), True),
+    "pipeline_overlap": (False, "run the detector on the next image while the lifter works on this one (two "
+                         "threads): more frames/s where the two do not share the same cores (the lifter on a GPU); "
+                         "README: overlapping the detector and the lifter", None, False),
     "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
     "lifter_weights": ("", "DiffPose bundle folder ('' = bundled frame model)", None, False),
     "backend": ("auto", "inference backend of the lifter", BACKENDS, False),
@@ -158,38 +161,78 @@ class VisualFrame:
     image: np.ndarray | None = None   # for the debug image (None: off)
 
 
-class VisualMailbox:
-    """The worker hands each published frame to the visual-output thread here. One slot: a frame
-    not yet taken is replaced by the newer one (the markers skip to the newest frame, counted in
-    `skipped`), and its ended tracks carry over, so that no marker DELETE is lost."""
+class OneSlot:
+    """A one-item hand-over between two threads: take() waits for the item; close() ends every
+    wait (take() then returns None)."""
 
     def __init__(self):
         self._cond = threading.Condition()
-        self._frame: VisualFrame | None = None
+        self._item = None
         self._closed = False
-        self.skipped = 0
 
-    def put(self, frame: VisualFrame):
+    def take(self):
         with self._cond:
-            if self._frame is not None:
-                frame.removed_ids = self._frame.removed_ids + frame.removed_ids
-                self.skipped += 1
-            self._frame = frame
-            self._cond.notify()
-
-    def take(self) -> VisualFrame | None:
-        """The newest frame, waiting for one; None once closed."""
-        with self._cond:
-            while self._frame is None and not self._closed:
+            while self._item is None and not self._closed:
                 self._cond.wait()
             if self._closed:
                 return None
-            frame, self._frame = self._frame, None
-            return frame
+            item, self._item = self._item, None
+            self._cond.notify_all()           # LiftHandoff.wait_empty
+            return item
 
     def close(self):
         with self._cond:
             self._closed = True
+            self._cond.notify_all()
+
+
+class VisualMailbox(OneSlot):
+    """The worker hands each published frame to the visual-output thread here. A frame not yet
+    taken is replaced by the newer one (the markers skip to the newest frame, counted in
+    `skipped`), and its ended tracks carry over, so that no marker DELETE is lost."""
+
+    def __init__(self):
+        super().__init__()
+        self.skipped = 0
+
+    def put(self, frame: VisualFrame):
+        with self._cond:
+            if self._item is not None:
+                frame.removed_ids = self._item.removed_ids + frame.removed_ids
+                self.skipped += 1
+            self._item = frame
+            self._cond.notify_all()
+
+
+@dataclass
+class DetectedImage:
+    """One image past the detector and the tracker (PosePipeline.detect_stage), on its way to
+    the lifter: what publishing its poses needs."""
+    header: object
+    received: float                   # monotonic time the image arrived
+    image: np.ndarray
+    intrinsics: Intrinsics
+    stage: object                     # pipeline.Detected
+    removed_ids: list[int]            # tracks ended by a time jump before this image
+    own_s: float                      # the worker's own time so far (decoding, checks), besides the detector
+
+
+class LiftHandoff(OneSlot):
+    """pipeline_overlap: the detector thread hands each detected image to the lifter thread here.
+    The detector thread waits for the slot to be empty before it takes its next image, so a
+    detected image never queues behind another one and the image taken is the newest (frames
+    are dropped as stale at the camera's slot, before any work on them)."""
+
+    def wait_empty(self) -> bool:
+        """Wait until the lifter has taken the last image; False once closed."""
+        with self._cond:
+            while self._item is not None and not self._closed:
+                self._cond.wait()
+            return not self._closed
+
+    def put(self, item: DetectedImage):
+        with self._cond:
+            self._item = item
             self._cond.notify_all()
 
 
@@ -299,6 +342,9 @@ class PoseNode(Node):
         self._visual = VisualMailbox()      # the worker's published frames, for the markers thread
         self._visual_thread = threading.Thread(target=self._draw, name="diffpose_visual", daemon=True)
         self._visual_thread.start()
+        # pipeline_overlap: the worker detects, this thread lifts and publishes
+        self._handoff = LiftHandoff()
+        self._lift_thread = threading.Thread(target=self._lift_loop, name="diffpose_lift", daemon=True)
         self._worker = threading.Thread(target=self._work, name="diffpose_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"listening on {self.image_topic} + {self.camera_info_topic}"
@@ -439,7 +485,10 @@ class PoseNode(Node):
             self.pipeline = pipeline
         self.get_logger().info(f"models loaded; lifter backend: {pipeline.backend_name}, "
                                f"{pipeline.sampling_status().get('sampler_graph', '')}")
-        while True:
+        overlap = self.p["pipeline_overlap"]
+        if overlap:
+            self._lift_thread.start()
+        while not overlap or self._handoff.wait_empty():
             with self._cond:
                 while self._slot is None and not self._stop:
                     self._cond.wait(timeout=0.5)
@@ -448,13 +497,32 @@ class PoseNode(Node):
                 msg, received = self._slot
                 self._slot = None
             try:
-                self._process(msg, received)
+                detected = self._detect(msg, received)
+                if detected is None:
+                    continue
+                if overlap:
+                    self._handoff.put(detected)
+                else:
+                    self._publish(detected)
             except Exception as err:  # one bad frame must never kill the node
                 if not self.context.ok():     # shutting down: the publishers are gone
                     return
                 self._warn("processing_error", f"frame failed: {type(err).__name__}: {err}")
 
-    def _process(self, msg, received: float):
+    def _lift_loop(self):
+        """pipeline_overlap: lift and publish the detected images, in order, while the worker
+        detects on the next one."""
+        while (detected := self._handoff.take()) is not None:
+            try:
+                self._publish(detected)
+            except Exception as err:  # one bad frame must never kill the node
+                if not self.context.ok():
+                    return
+                self._warn("processing_error", f"frame failed: {type(err).__name__}: {err}")
+
+    def _detect(self, msg, received: float) -> DetectedImage | None:
+        """First half of a frame (the worker): stamp checks, decoding, intrinsics, detector and
+        tracker. None: the image is skipped (said and counted)."""
         started = time.monotonic()
         stamp = stamp_seconds(msg.header.stamp)
         if self.last_stamp is not None and stamp <= self.last_stamp:
@@ -463,42 +531,52 @@ class PoseNode(Node):
             else:
                 kind = "stamp_repeated" if stamp == self.last_stamp else "stamp_out_of_order"
                 self._warn(kind, f"skipping image with stamp {stamp:.6f} (last processed {self.last_stamp:.6f})")
-                return
+                return None
         try:
             image = self._decode(msg)
         except ImageError as err:
             self._warn("bad_image", f"skipping image: {err}")
-            return
+            return None
         intr = self._intrinsics_for(image.shape[1], image.shape[0])
         if intr is None:
             self.counters["waiting_for_camera_info"] += 1
-            return
-        result = self.pipeline.process(image, intr, stamp)
+            return None
+        stage = self.pipeline.detect_stage(image, stamp)
         self.last_stamp = stamp
         if self.run_first_stamp is None:
             self.run_first_stamp = stamp
         self.recent_stamps.append(stamp)
-        removed, self.jump_removed_ids = result.removed_track_ids + self.jump_removed_ids, []
+        removed, self.jump_removed_ids = self.jump_removed_ids, []
+        return DetectedImage(msg.header, received, image, intr, stage, removed,
+                             time.monotonic() - started - stage.detect_s)
+
+    def _publish(self, detected: DetectedImage):
+        """Second half (the worker, or the lifter thread with pipeline_overlap): lifter, filter,
+        the poses published, the visual outputs handed over."""
+        started = time.monotonic()
+        result = self.pipeline.lift_stage(detected.stage, detected.intrinsics)
+        removed = result.removed_track_ids + detected.removed_ids
         self.counters["rejected_people"] += result.rejected
-        header = msg.header
+        header = detected.header
         if self.p["frame_id"]:
             header.frame_id = self.p["frame_id"]
         # the pipeline's people passed its numerical guards already (FrameResult)
-        out = people_to_msg(result.people, header, latency_s=time.monotonic() - received, check=False)
+        out = people_to_msg(result.people, header, latency_s=time.monotonic() - detected.received, check=False)
         self.pub_people.publish(out)
         # markers only for a listener (RViz, a bag recorder): with none they are about 1 ms of
         # waste a frame with three people; RViz subscribing later gets them from its first frame on
         markers = self.p["publish_markers"] and self.pub_markers.get_subscription_count() > 0
         if markers or self.p["publish_debug_image"]:
             self._visual.put(VisualFrame(header, result.people, removed, markers, self.p["marker_lifetime_s"],
-                                         image if self.p["publish_debug_image"] else None))
+                                         detected.image if self.p["publish_debug_image"] else None))
         now = time.monotonic()
-        self.latencies.append(now - received)
+        self.latencies.append(now - detected.received)
         # the worker's own cost: decoding, lifter bookkeeping, conversion, publishing the poses
+        # (not the wait between the two threads with pipeline_overlap)
         t = result.timings
         self.stage_times["detect"].append(t["detect"])
         self.stage_times["sampler"].append(t["sampler"])
-        self.stage_times["overhead"].append(now - started - t["detect"] - t["sampler"])
+        self.stage_times["overhead"].append(detected.own_s + now - started - t["sampler"])
         self.rate_out.append(now)
         self.counters["frames_out"] += 1
 
@@ -563,6 +641,8 @@ class PoseNode(Node):
         pipeline = self.pipeline
         values = {"backend": pipeline.backend_name if pipeline is not None else "loading",
                   **(pipeline.sampling_status() if pipeline is not None else {"sampler_graph": "loading"}),
+                  # pipeline_overlap: the detector on the next image while the lifter works
+                  "pipeline": "overlapped (detector and lifter threads)" if self.p["pipeline_overlap"] else "sequential",
                   "input_rate_hz": f"{self._rate(self.rate_in):.2f}",
                   "output_rate_hz": f"{self._rate(self.rate_out):.2f}",
                   "latency_p50_ms": f"{p50:.1f}", "latency_p95_ms": f"{p95:.1f}", "latency_p99_ms": f"{p99:.1f}",
@@ -597,12 +677,15 @@ class PoseNode(Node):
             self._cond.notify_all()
             pipeline = self.pipeline
         self._visual.close()
+        self._handoff.close()
         kill_children(wait=0.5)            # also an export the worker waits for at start-up
         deadline = time.monotonic() + timeout
         closed = pipeline.close(max(0.0, deadline - time.monotonic())) if pipeline is not None else True
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
         self._visual_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        return closed and not self._worker.is_alive() and not self._visual_thread.is_alive()
+        if self._lift_thread.is_alive():
+            self._lift_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return closed and not any(t.is_alive() for t in (self._worker, self._visual_thread, self._lift_thread))
 
 
 def main(args=None):
