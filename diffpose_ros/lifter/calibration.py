@@ -19,7 +19,7 @@ The lifter publishes, per joint j, a root-relative and an absolute (camera frame
   50 / 95 % levels are reported, not fitted (real errors are heavier-tailed than a Gaussian).
 * s = (1 + chi / chi0)^gamma: the widening for poses that do not explain their own 2D keypoints.
   chi is the mean squared reprojection residual of the published pose over the joints seen
-  (conf >= 0.3), in units of each keypoint's 2D std (`reprojection_score`): about 1 when the pose
+  (conf >= SEEN_CONF), in units of each keypoint's 2D std (`reprojection_score`): about 1 when the pose
   explains the image up to the detector's noise, large for a pose the lifter got wrong, which is
   what an unfamiliar body, motion or viewpoint produces. Measured on held-out clips, error grows
   and the ellipsoids' coverage falls steadily with chi; (chi0, gamma) are chosen so that coverage
@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import CHI2_3DOF_90 as Q90, coverage, mahalanobis_sq
+from .placement import SEEN_CONF
 
 TARGET = 0.9
 SIZE_GRID = (0.0, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)  # c: size std 0 .. 18 %
@@ -64,7 +65,7 @@ def _nll(err, cov):
     return float(np.mean(0.5 * (mahalanobis_sq(err, cov) + logdet)))
 
 
-def reprojection_score(positions, kp_norm, sigma_norm, conf, min_conf: float = 0.3):
+def reprojection_score(positions, kp_norm, sigma_norm, conf, min_conf: float = SEEN_CONF):
     """chi (P,): mean over the joints seen of |reprojection - keypoint|^2 / (2 sigma^2)."""
     z = np.maximum(positions[..., 2:3], 1e-3)
     r2 = ((positions[..., :2] / z - kp_norm) ** 2).sum(-1) / (2 * sigma_norm ** 2)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..skeleton import H36M_JOINTS
+from .placement import SEEN_CONF
 
 FOOT_HEIGHT = 0.085        # m, the lower ankle above the floor for a typical adult standing (val clips' median)
 FOOT_HEIGHT_STD = 0.03     # m, a foot flat, on its toes or its heel
@@ -47,7 +48,6 @@ FOOT_HEIGHT_STD = 0.03     # m, a foot flat, on its toes or its heel
 SIZE_PRIOR_STD = 2 * 0.16 / 1.70
 SCALE_RANGE = (0.55, 1.45)
 MIN_DROP = 0.05            # m
-MIN_CONF = 0.3
 ANKLES = (H36M_JOINTS.index("r_ankle"), H36M_JOINTS.index("l_ankle"))
 
 
@@ -99,7 +99,7 @@ def floor_scale(positions, contact_cov, sigma_n, conf, ground: Ground):
     cov_c = np.asarray(contact_cov, np.float64)[rows, c]
     # a seen ankle's own 2D noise moves it along its ray; an unseen one (outside the image,
     # occluded) is where the pose puts it, and its spread is in the hypotheses' covariance
-    seen = np.asarray(conf)[rows, c] >= MIN_CONF
+    seen = np.asarray(conf)[rows, c] >= SEEN_CONF
     var_2d = np.where(seen, (xc[:, 2] * np.asarray(sigma_n)[rows, c]) ** 2, 0.0)
     var_den = np.einsum("pi,pij,pj->p", up, cov_c, up) + var_2d + FOOT_HEIGHT_STD ** 2
     var_g = s_g ** 2 * var_den / safe ** 2                      # of s_g (absolute)

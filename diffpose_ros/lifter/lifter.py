@@ -229,10 +229,10 @@ class Lifter:
         rescaled by the floor (ground.apply_floor)."""
         # the root from the 2D uncertainty alone (why not the hypotheses' spread: placement.py);
         # the pose's part of the root uncertainty enters through the hypotheses' own roots
-        root, cov_t2d, roots = place_hypotheses(kn, sigma_n, mean, hyps)
+        root, cov_t2d, roots = place_hypotheses(kn, sigma_n, mean, hyps, conf)
         if self.aggregation == "reprojection":
             mean = select_by_reprojection(hyps, root, kn)
-            root, cov_t2d = place_root(kn, sigma_n, mean)
+            root, cov_t2d = place_root(kn, sigma_n, mean, conf)
         if not (np.isfinite(root).all() and np.isfinite(cov_t2d).all()):
             raise RuntimeError("root placement produced NaN/inf (degenerate 2D keypoints?)")
         n = hyps.shape[1]

@@ -64,7 +64,7 @@ def regressor_row(model, d, place=True, ground=False):
         from ..lifter.evaluation import placement_inputs
         from ..lifter.placement import place_root
         kn, sigma = placement_inputs(d)
-        root, root_cov = place_root(kn, sigma, pose)
+        root, root_cov = place_root(kn, sigma, pose, d["conf"])
     r = pose_metrics(pose, d, root)
     if not ground:
         return r

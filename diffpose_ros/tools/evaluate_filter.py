@@ -41,7 +41,9 @@ from ..lifter.metrics import CHI2_3DOF_90
 from ..paths import REPO_DIR, WEIGHTS_DIR
 from . import common
 
-CODE_VERSION = "filter-eval-v4"        # v3: sequences carry the lifter's size_var; v4: size_var_track
+# v3: sequences carry the lifter's size_var; v4: size_var_track; v5: the root by the
+# reprojection fit (lifter/placement.py)
+CODE_VERSION = "filter-eval-v5"
 DROPS = ("none", "random10", "random30", "gap1s")
 MOCAP_FPS = 30.0
 WARMUP_S = 1.0                  # metrics are also given without each track's first second
