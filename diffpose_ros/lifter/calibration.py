@@ -19,11 +19,12 @@ The lifter publishes, per joint j, a root-relative and an absolute (camera frame
   50 / 95 % levels are reported, not fitted (real errors are heavier-tailed than a Gaussian).
 * s = (1 + chi / chi0)^gamma: the widening for poses that do not explain their own 2D keypoints.
   chi is the mean squared reprojection residual of the published pose over the joints seen
-  (conf >= SEEN_CONF), in units of each keypoint's 2D std (`reprojection_score`): about 1 when the pose
-  explains the image up to the detector's noise, large for a pose the lifter got wrong, which is
-  what an unfamiliar body, motion or viewpoint produces. Measured on held-out clips, error grows
-  and the ellipsoids' coverage falls steadily with chi; (chi0, gamma) are chosen so that coverage
-  is the same in every chi quintile of the calibration set, and the scales are fitted after it.
+  (conf >= SEEN_CONF), in units of each keypoint's 2D std (`reprojection_score`): about 1 when
+  the pose explains the image up to the detector's noise, large for a pose the lifter got
+  wrong, which is what an unfamiliar body, motion or viewpoint produces. Measured on held-out
+  clips, error grows and the ellipsoids' coverage falls steadily with chi; (chi0, gamma) are
+  chosen so that coverage is the same in every chi quintile of the calibration set, and the
+  scales are fitted after it.
 """
 from __future__ import annotations
 

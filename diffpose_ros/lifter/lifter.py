@@ -6,7 +6,7 @@ N hypotheses. The network part is any `runner` (keypoints, init_noise, kernel_u)
 hyps) in numpy, e.g. an ONNX/TensorRT session; by default the torch DiffPoseSampler. Noise comes
 from the lifter's own seeded numpy Generator so that every backend sees the same random inputs.
 
-After the runner: the root is placed by weighted least squares on the reprojection (the 2D
+After the runner: the root is placed by a robust fit of the reprojection (placement.py; the 2D
 uncertainty from the detector's fitted model, detector/uncertainty.py), every hypothesis is placed
 by its own root too (so the absolute covariance carries the pose-dependent root uncertainty and its
 correlation with each joint); when the floor is known (`ground`: the camera's height and tilt)
