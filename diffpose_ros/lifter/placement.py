@@ -7,10 +7,11 @@ the equations are LINEAR in T:
     X - u_j Z = u_j z_j - x_j
     Y - v_j Z = v_j z_j - y_j
 Each row's error is sigma_u,j (Z + z_j) (2D noise scaled by depth); we weight rows by the inverse
-of that variance (re-estimated with the current Z, a few fixed iterations). The pose's own uncertainty is deliberately not a
-weight: it is largest at the wrists and ankles, and down-weighting them leaves the body's scale in
-the image, hence the depth, to the short torso (measured on 1,000 held-out val draws: 16.0 %
-of the distance with that weight, 9.7 % without, 6.9 % with the true pose).
+of that variance (re-estimated with the current Z, LINEAR_ITERS passes). The pose's own
+uncertainty is deliberately not a weight: it is largest at the wrists and ankles, and
+down-weighting them leaves the body's scale in the image, hence the depth, to the short torso
+(measured with the linear solution alone on 1,000 held-out val draws: 16.0 % of the distance
+with that weight, 9.7 % without, 6.9 % with the true pose).
 Robust: a detector's gross errors (a missed joint answered somewhere in the box, a swapped limb)
 are far outside any sigma a confidence predicts, and one of them would drag the root by metres.
 So each iteration also reweights every joint by the Cauchy weight 1 / (1 + r_j^2 / (2 c^2)) of
