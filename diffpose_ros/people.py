@@ -104,11 +104,13 @@ STATE_SHAPES = {"root": (3,), "velocity": (3,), "covariance": (6, 6), "positions
                 "joint_covariance": (NUM_JOINTS, 3, 3), "ahead_root": (3,), "ahead_covariance": (3, 3)}
 
 
-def _check_values(person: Person3D) -> tuple[list, list]:
-    """Shapes and finite values of a person and its filter state; returns the (object, name)
-    of its 3x3 and of its 6x6 covariances, to be repaired."""
-    _check_arrays(person, PERSON_SHAPES)
-    covs3, covs6 = [(person, "covariance"), (person, "root_covariance")], []
+def _check_values(person: Person3D, state_only: bool = False) -> tuple[list, list]:
+    """Shapes and finite values of a person (unless state_only) and its filter state; returns
+    the (object, name) of its 3x3 and of its 6x6 covariances, to be repaired."""
+    covs3, covs6 = [], []
+    if not state_only:
+        _check_arrays(person, PERSON_SHAPES)
+        covs3 += [(person, "covariance"), (person, "root_covariance")]
     state = person.filtered
     if state is not None:
         _check_arrays(state, STATE_SHAPES, prefix="filtered.")
@@ -126,26 +128,29 @@ def _repair_in_place(*groups: list):
                 setattr(obj, name, cov)
 
 
-def check_person(person: Person3D) -> Person3D:
-    """Validate shapes and values (the filter state's too); returns the person with repaired
-    covariances."""
-    _repair_in_place(*_check_values(person))
+def check_person(person: Person3D, state_only: bool = False) -> Person3D:
+    """Validate shapes and values (the filter state's too; state_only: the state's alone);
+    returns the person with repaired covariances."""
+    _repair_in_place(*_check_values(person, state_only))
     return person
 
 
-def check_people(people: list[Person3D]) -> list[InvalidPoseError | None]:
+def check_people(people: list[Person3D], states_only: bool = False) -> list[InvalidPoseError | None]:
     """check_person of every person, in place, with one batched repair for all of them (one
     frame's people cost two eigendecompositions, not a few per person); when any fails, each is
-    checked alone so that only the bad ones are refused. Returns each person's error (None: ok)."""
+    checked alone so that only the bad ones are refused. states_only: only the filter states
+    (people whose own values passed already). Returns each person's error (None: ok)."""
+    if not people:
+        return []
     try:
-        groups = [_check_values(p) for p in people]
+        groups = [_check_values(p, states_only) for p in people]
         _repair_in_place([c for g in groups for c in g[0]], [c for g in groups for c in g[1]])
         return [None] * len(people)
     except InvalidPoseError:
         errors = []
         for p in people:
             try:
-                check_person(p)
+                check_person(p, states_only)
                 errors.append(None)
             except InvalidPoseError as err:
                 errors.append(err)

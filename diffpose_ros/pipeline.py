@@ -323,8 +323,9 @@ class PosePipeline:
                 keypoint_conf=np.zeros(len(kp)), num_hypotheses=self.lifter.n_hyp,
                 diffusion_steps=self.lifter.steps, reliable=False, box=box,
                 positions_rel=state.positions - state.root, filtered=state))
-        # the filter states pass the same guards (the people's own values passed them already)
-        errors = check_people(people + predicted)
+        # the filter states pass the same guards (the people's own values passed them already;
+        # a prediction's values are its state's)
+        errors = check_people(people, states_only=True) + check_people(predicted)
         for p, err in zip(people, errors):
             if err is not None:                    # the lift itself is still good: publish it
                 log.warning("track %d published without its filter state: %s", p.track_id, err)

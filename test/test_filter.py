@@ -44,6 +44,28 @@ def test_transition_matches_closed_form():
         KinematicFilter(4, [[1, 1, 1]])
 
 
+@pytest.mark.parametrize("order", [2, 3])
+def test_prediction_is_the_transition_applied(order):
+    """predict() works on the scalar blocks (F = Fs (x) I3) and skips rows already at the stamp:
+    it must equal F x and F P F^T + Q of the full matrices, for moving, fused-at-t and older rows."""
+    rng = np.random.default_rng(order)
+    B, n3 = 7, 3 * order
+    kf = KinematicFilter(order, rng.uniform(0.1, 2, (B, 3)), max_horizon=np.r_[np.full(B - 1, np.inf), 0.2])
+    kf.x = rng.standard_normal((B, n3))
+    A = rng.standard_normal((B, n3, n3))
+    kf.P = A @ np.swapaxes(A, 1, 2) + np.eye(n3)
+    kf.t = np.array([0.0, 1.0, 0.9, 1.0, 1.2, 0.5, 0.1])        # t = 1: rows 1 and 3 are at the stamp
+    for rows in (None, np.array([1, 3]), np.array([0, 2, 6])):
+        x, P = kf.predict(1.0, rows)
+        r = np.arange(B) if rows is None else rows
+        h = np.clip(1.0 - kf.t[r], 0.0, kf.max_horizon[r])
+        F, Q = transition(h, order, kf.q[r])
+        np.testing.assert_allclose(x, np.einsum("bij,bj->bi", F, kf.x[r]), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(P, F @ kf.P[r] @ np.swapaxes(F, 1, 2) + Q, rtol=1e-12, atol=1e-12)
+        x[:] = 0                                   # a copy: the state itself is untouched
+        assert np.abs(kf.x[r]).max() > 0
+
+
 def test_consistent_on_a_constant_velocity_world():
     """Truth simulated from the filter's own model, at irregular stamps: the true position and
     velocity fall inside the reported 90 % ellipsoids about 90 % of the time."""

@@ -67,6 +67,10 @@ def test_check_people_refuses_only_the_bad_ones():
     errors = check_people(people)
     assert errors[0] is None and errors[2] is None
     assert "positive semi-definite" in str(errors[1]) and "positions has non-finite" in str(errors[3])
+    # states_only (the pipeline's second pass): the people's own values are not looked at again
+    errors = check_people(people, states_only=True)
+    assert errors[0] is None and errors[2] is None and errors[3] is None
+    assert "positive semi-definite" in str(errors[1])
     # a PSD matrix comes back as it was (symmetrised), a tiny negative eigenvalue is clipped
     good = np.diag([1e-2, 2e-2, 3e-2])
     assert np.array_equal(repair_covariance(good), good)

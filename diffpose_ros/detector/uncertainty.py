@@ -88,8 +88,8 @@ def keypoint_box_diagonal(keypoints, conf, min_conf: float = 0.3) -> np.ndarray:
     kp = np.asarray(keypoints, dtype=np.float64)
     seen = np.asarray(conf) >= min_conf
     seen = np.where(seen.sum(-1, keepdims=True) >= 2, seen, True)
-    big = np.where(seen[..., None], kp, np.nan)
-    extent = np.nanmax(big, axis=-2) - np.nanmin(big, axis=-2)
+    seen = seen[..., None] & ~np.isnan(kp)          # (nanmax and nanmin are several times slower)
+    extent = np.where(seen, kp, -np.inf).max(-2) - np.where(seen, kp, np.inf).min(-2)
     return KEYPOINT_BOX_MARGIN * np.hypot(extent[..., 0], extent[..., 1])
 
 

@@ -57,11 +57,18 @@ def transition(h, order: int, q) -> tuple[np.ndarray, np.ndarray]:
     """F (B, 3n, 3n) and Q (B, 3n, 3n) for horizons h (B,) and spectral densities q (B, 3)."""
     Fs, Qs = _blocks(h, order)
     B, n = Fs.shape[0], order
-    q = np.broadcast_to(np.asarray(q, np.float64), (B, 3))
     F = (Fs[:, :, None, :, None] * _EYE3[None, None, :, None, :]).reshape(B, 3 * n, 3 * n)
+    return F, _noise(Qs, q)
+
+
+def _noise(Qs: np.ndarray, q) -> np.ndarray:
+    """Q (B, 3n, 3n) = Qs (x) diag(q) from the unit-q blocks Qs (B, n, n) and q (B, 3)."""
+    B, n = Qs.shape[:2]
+    q = np.asarray(q, np.float64)
+    if q.shape != (B, 3):
+        q = np.broadcast_to(q, (B, 3))
     Qd = q[:, :, None] * _EYE3                                              # (B, 3, 3) diag(q)
-    Q = (Qs[:, :, None, :, None] * Qd[:, None, :, None, :]).reshape(B, 3 * n, 3 * n)
-    return F, Q
+    return (Qs[:, :, None, :, None] * Qd[:, None, :, None, :]).reshape(B, 3 * n, 3 * n)
 
 
 class KinematicFilter:
@@ -122,10 +129,24 @@ class KinematicFilter:
         """Prior (x (B', 3n), P (B', 3n, 3n)) of `rows` (all by default) at stamp t."""
         rows = np.arange(self.B) if rows is None else rows
         # a stamp older than the state: no motion
-        h = np.clip(t - self.t[rows], 0.0, self.max_horizon[rows])
-        F, Q = transition(h, self.order, self.q[rows])
-        x = np.einsum("bij,bj->bi", F, self.x[rows])
-        P = F @ self.P[rows] @ np.swapaxes(F, 1, 2) + Q
+        h = np.minimum(np.maximum(t - self.t[rows], 0.0), self.max_horizon[rows])
+        x, P = self.x[rows], self.P[rows]
+        moving = h > 0                    # rows fused at t already are their own prior
+        if moving.all():
+            return self._extrapolate(h, x, P, self.q[rows])
+        if moving.any():
+            x[moving], P[moving] = self._extrapolate(h[moving], x[moving], P[moving], self.q[rows][moving])
+        return x, P
+
+    def _extrapolate(self, h, x, P, q):
+        """F x and F P F^T + Q over horizons h (B,) for states x (B, 3n), P (B, 3n, 3n). F is the
+        scalar block Fs (x) I3 (transition), so it acts on the derivative index alone: two
+        small products with Fs instead of two with the full F."""
+        Fs, Qs = _blocks(h, self.order)
+        B, n = Fs.shape[0], self.order
+        x = (Fs @ x.reshape(B, n, 3)).reshape(B, 3 * n)
+        FP = (Fs @ P.reshape(B, n, 9 * n)).reshape(B, 3 * n, n, 3)           # F P
+        P = (Fs[:, None] @ FP).reshape(B, 3 * n, 3 * n) + _noise(Qs, q)      # (F P) F^T + Q
         return x, P
 
     def update(self, t: float, z, R, gate_d2: float = np.inf, rows=None, correlation_s=None, dof=None):

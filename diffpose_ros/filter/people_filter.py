@@ -123,12 +123,18 @@ def without_size(root_cov: np.ndarray, root: np.ndarray, size_var: np.ndarray) -
     it to a covariance that is positive definite without it; rounding is clipped)."""
     R = root_cov - size_var[:, None, None] * root[:, :, None] * root[:, None, :]
     R = 0.5 * (R + np.swapaxes(R, 1, 2))
+    try:    # the common case: nothing to clip (a Cholesky test is cheaper than eigh)
+        np.linalg.cholesky(R - 1e-8 * np.eye(3))
+        return R
+    except np.linalg.LinAlgError:
+        pass
     w, v = np.linalg.eigh(R)
     return (v * np.maximum(w, 1e-8)[:, None, :]) @ np.swapaxes(v, 1, 2)
 
 
-def _add_size(cov: np.ndarray, x: np.ndarray, size_var: float) -> np.ndarray:
-    """cov (..., n, n) + size_var x x^T: the unobserved body-size scale of a filtered quantity."""
+def _add_size(cov: np.ndarray, x: np.ndarray, size_var) -> np.ndarray:
+    """cov (..., n, n) + size_var x x^T: the unobserved body-size scale of a filtered quantity
+    (size_var a float or an array that broadcasts against cov)."""
     return cov + size_var * x[..., :, None] * x[..., None, :]
 
 
@@ -137,6 +143,7 @@ class PeopleFilter:
         self.config = config or FilterConfig()
         self._noise = noise
         self._noise_model = None
+        self._q_scale = None                       # process_noise_scale of kf.q
         self.tracks: dict[int, _Track] = {}
         self.kf: KinematicFilter | None = None     # the rows of every slot, in use or free
         self._free: list[int] = []                 # slots of ended tracks
@@ -174,6 +181,7 @@ class PeopleFilter:
                      max_horizon=np.r_[np.inf, np.full(NUM_JOINTS - 1, JOINT_MAX_HORIZON_S)])
         if self.kf is None:
             self.kf = KinematicFilter(noise.order, **terms)
+            self._q_scale = self.config.process_noise_scale    # the scale of every row's q
             return 0
         return int(self.kf.add_rows(**terms)[0]) // NUM_JOINTS
 
@@ -192,30 +200,30 @@ class PeopleFilter:
         if not tracks:
             return []
         cfg, kf = self.config, self.kf
+        T = len(tracks)
         roots = np.array([t.rows[0] for t in tracks])
         # the gait oscillation of the root velocity grows with walking speed (process_noise.py)
-        for r, speed in zip(roots, np.linalg.norm(kf.x[roots, 3:6], axis=1)):
-            kf.vel_var[r] = self.noise.root_vel_var(float(speed))
+        kf.vel_var[roots] = self.noise.root_vel_var(np.linalg.norm(kf.x[roots, 3:6], axis=1)[:, None])
         x, P = kf.output(stamp, np.concatenate([t.rows for t in tracks]))
-        x, P = x.reshape(len(tracks), NUM_JOINTS, -1), P.reshape(len(tracks), NUM_JOINTS, *P.shape[1:])
+        x, P = x.reshape(T, NUM_JOINTS, -1), P.reshape(T, NUM_JOINTS, *P.shape[1:])
         xa, Pa = kf.output(stamp + cfg.ahead_s, rows=roots)
-        out = []
-        for k, track in enumerate(tracks):
-            c = track.size_var
-            root, root_cov = x[k, 0, :3], P[k, 0, :3, :3]
-            if cfg.smooth_joints:
-                rel, rel_cov = x[k, :, :3].copy(), P[k, :, :3, :3].copy()
-            else:
-                rel, rel_cov = track.rel.copy(), track.rel_cov.copy()
-            rel[0], rel_cov[0] = 0.0, 0.0              # row 0 is the root itself
-            positions = root + rel
-            out.append(FilteredState(
-                root=root.copy(), velocity=x[k, 0, 3:6].copy(), covariance=_add_size(P[k, 0, :6, :6], x[k, 0, :6], c),
-                positions=positions, joint_covariance=_add_size(root_cov + rel_cov, positions, c),
-                time_since_measurement=float(max(stamp - kf.t[track.rows[0]], 0.0)),
-                is_prediction=bool(is_prediction[k]), ahead_s=float(cfg.ahead_s),
-                ahead_root=xa[k, :3].copy(), ahead_covariance=_add_size(Pa[k, :3, :3], xa[k, :3], c)))
-        return out
+        if cfg.smooth_joints:
+            rel, rel_cov = x[:, :, :3].copy(), P[:, :, :3, :3].copy()
+        else:
+            rel, rel_cov = np.array([t.rel for t in tracks]), np.array([t.rel_cov for t in tracks])
+        rel[:, 0], rel_cov[:, 0] = 0.0, 0.0               # row 0 is the root itself
+        positions = x[:, :1, :3] + rel
+        c = np.array([t.size_var for t in tracks])
+        # every track's quantities at once, then one FilteredState a track
+        state_cov = _add_size(P[:, 0, :6, :6], x[:, 0, :6], c[:, None, None])
+        joint_cov = _add_size(P[:, :1, :3, :3] + rel_cov, positions, c[:, None, None, None])
+        ahead_cov = _add_size(Pa[:, :3, :3], xa[:, :3], c[:, None, None])
+        since = np.maximum(stamp - kf.t[roots], 0.0).tolist()
+        return [FilteredState(root=x[k, 0, :3].copy(), velocity=x[k, 0, 3:6].copy(), covariance=state_cov[k],
+                              positions=positions[k], joint_covariance=joint_cov[k],
+                              time_since_measurement=since[k], is_prediction=bool(is_prediction[k]),
+                              ahead_s=float(cfg.ahead_s), ahead_root=xa[k, :3].copy(), ahead_covariance=ahead_cov[k])
+                for k in range(T)]
 
     # ------------------------------------------------------------------ main entry
     def step(self, stamp: float, track_ids, root, root_cov, rel, rel_cov, size_var=None) -> StepResult:
@@ -257,8 +265,9 @@ class PeopleFilter:
         gate = _gate_d2(cfg.gate_probability, noise.measurement_dof)
         limit = cfg.max_prediction_s + _EPS_S
         kf = self.kf
-        if kf is not None:
-            kf.q = np.tile(self._q(noise), (kf.B // NUM_JOINTS, 1))   # process_noise_scale may have changed
+        if kf is not None and self._q_scale != cfg.process_noise_scale:   # changed at run time
+            kf.q = np.tile(self._q(noise), (kf.B // NUM_JOINTS, 1))
+            self._q_scale = cfg.process_noise_scale
         # the roots of the known tracks, fused in one batched update
         known = [i for i, tid in enumerate(ids) if tid in self.tracks]
         root_ok = {}

@@ -84,8 +84,9 @@ class ProcessNoise:
     def order(self) -> int:
         return ORDERS[self.model]
 
-    def root_vel_var(self, speed: float) -> np.ndarray:
-        """(3,) variance of the gait oscillation of the pelvis velocity at a speed (m/s)."""
+    def root_vel_var(self, speed) -> np.ndarray:
+        """(3,) variance of the gait oscillation of the pelvis velocity at a speed (m/s); (B, 3)
+        for speeds (B, 1)."""
         return self.root_vel_jitter_var + self.root_vel_jitter_var_per_speed2 * speed ** 2
 
 

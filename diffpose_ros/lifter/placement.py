@@ -50,80 +50,117 @@ GN_ITERS = 4
 # iClone draw in 1,000 went from 1.7 m to 116 m). Tighter bounds hold back real corrections
 # (iClone root error with GN_ITERS steps: 9.21 % at 2, 9.30 at 1.5, 9.45 at 1.25; 9.14 unbounded)
 DEPTH_TRUST = 2.0
-STEP_FRACTIONS = np.array([1.0, 0.5, 0.0])  # tried per step; 0 keeps the root
+STEP_FRACTIONS = (1.0, 0.5, 0.0)  # tried per step, in turn; 0 keeps the root
 
 
-def _cauchy_weight(r2):
-    return 1.0 / (1.0 + r2 / (2 * ROBUST_C ** 2))
+def _cauchy_weight(t):
+    """The Cauchy weight 1 / (1 + r^2 / (2 c^2)) of a joint, from t = r^2 / (2 c^2)."""
+    return 1.0 / (1.0 + t)
 
 
-def _reprojection(kp, sig, p, root):
-    """Residuals (...,P,J,2) of the pose placed at root (...,P,3), their r^2 = |r|^2 / (2 sigma^2)
-    and the placed joints and depths."""
-    x = root[..., None, :] + p
-    z = np.maximum(x[..., 2], MIN_DEPTH)
-    r = x[..., :2] / z[..., None] - kp
-    return r, (r * r).sum(-1) / (2 * sig * sig), x, z
+def _rho(t):
+    """rho / (2 c^2) = log(1 + t), t = r^2 / (2 c^2): the robust cost (up to the factor 2 c^2)
+    whose iteratively reweighted least squares has the Cauchy weights."""
+    return np.log1p(t)
 
 
-def _rho(r2):
-    """rho(r2) = 2 c^2 log(1 + r2 / (2 c^2)): the cost whose iteratively reweighted least squares
-    has the Cauchy weights."""
-    return 2 * ROBUST_C ** 2 * np.log1p(r2 / (2 * ROBUST_C ** 2))
+def _project(root, p, k, scale):
+    """The pose p = (x, y, z) (each (R,J)) placed at root (3,R): its image points u, v, their
+    inverse depths iz, residuals ru, rv against the keypoints k = (u, v), and
+    t = r^2 / (2 c^2) with r^2 = |r|^2 / (2 sigma^2), scale = 1 / (4 c^2 sigma^2) (all (R,J):
+    one array per coordinate keeps every operation on contiguous arrays)."""
+    iz = 1.0 / np.maximum(root[2][:, None] + p[2], MIN_DEPTH)
+    u, v = (root[0][:, None] + p[0]) * iz, (root[1][:, None] + p[1]) * iz
+    ru, rv = u - k[0], v - k[1]
+    return u, v, iz, ru, rv, (ru * ru + rv * rv) * scale
 
 
-def _normal_equations(w, r, x, z):
-    """The entries (a, bx, by, c) of J^T W J = [[a, 0, -bx], [0, a, -by], [-bx, -by, c]] and
-    J^T W r (P,3) of the residuals r (P,J,2) at the placed joints x with depths z, joint weights
-    w (P,J): d r_j / d T = [[1/z, 0, -x/z^2], [0, 1/z, -y/z^2]], summed in closed form (one
-    product over the joints; the node runs this for every person and hypothesis)."""
-    iz = 1.0 / z
-    xu, yv, iz2 = x[..., 0] * iz, x[..., 1] * iz, iz * iz
-    terms = np.stack([iz2, xu * iz2, yv * iz2, (xu * xu + yv * yv) * iz2,
-                      r[..., 0] * iz, r[..., 1] * iz, (xu * r[..., 0] + yv * r[..., 1]) * iz], -1)
-    a, bx, by, c, gx, gy, gz = (w[:, None, :] @ terms)[:, 0].T
-    return (a + 1e-9, bx, by, c + 1e-9), np.stack([gx, gy, -gz], -1)
+def _normal_equations(w, u, v, iz, ru=None, rv=None):
+    """J^T W J = [[a, 0, -bx], [0, a, -by], [-bx, -by, c]] as (a, bx, by, c) and, with the
+    residuals, J^T W r (3,R), for joint weights w (R,J): d r_j / d T = [[1, 0, -u], [0, 1, -v]] / z
+    with (u, v) the placed joint's image point, summed over the joints in closed form (the node
+    runs this for every person and hypothesis; one product sums all the terms)."""
+    wi = w * iz
+    wi2 = wi * iz
+    terms = [wi2, wi2 * u, wi2 * v, wi2 * (u * u + v * v)]
+    if ru is not None:
+        terms += [wi * ru, wi * rv, wi * (u * ru + v * rv)]
+    sums = np.array(terms) @ np.ones(w.shape[-1])
+    g = sums[4:]
+    if ru is not None:
+        g[2] = -g[2]
+    return (sums[0] + 1e-9, sums[1], sums[2], sums[3] + 1e-9), g
+
+
+def _schur(m):
+    """The Schur complement c - (bx^2 + by^2) / a of J^T W J's X-Y block."""
+    a, bx, by, c = m
+    return c - (bx * bx + by * by) / a
 
 
 def _solve(m, g):
-    """(J^T W J)^-1 g for the structured matrix of _normal_equations: Z first, then X and Y."""
-    a, bx, by, c = m
-    dz = (g[:, 2] + (bx * g[:, 0] + by * g[:, 1]) / a) / (c - (bx * bx + by * by) / a)
-    return np.stack([(g[:, 0] + bx * dz) / a, (g[:, 1] + by * dz) / a, dz], -1)
+    """(J^T W J)^-1 g (3,R) for g (3,R), by the closed form of _inverse without forming it."""
+    a, bx, by, _ = m
+    dz = (g[2] + (bx * g[0] + by * g[1]) / a) / _schur(m)
+    return np.array([(g[0] + bx * dz) / a, (g[1] + by * dz) / a, dz])
 
 
 def _inverse(m):
-    a, bx, by, c = m
-    zero = np.zeros_like(a)
-    cov = np.linalg.inv(np.stack([np.stack([a, zero, -bx], -1), np.stack([zero, a, -by], -1),
-                                  np.stack([-bx, -by, c], -1)], -2))
-    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    """(J^T W J)^-1 (R,3,3) in closed form: with e = (bx / a, by / a, 1) and the Schur complement
+    s, it is diag(1/a, 1/a, 0) + e e^T / s."""
+    a, bx, by, _ = m
+    e = np.stack([bx / a, by / a, np.ones_like(a)], -1)
+    cov = e[:, :, None] * (e / _schur(m)[:, None])[:, None, :]
+    cov[:, 0, 0] += 1.0 / a
+    cov[:, 1, 1] += 1.0 / a
+    return cov
 
 
 def refine_root(kp, sig, p, root, use, n_iter: int = GN_ITERS, tol: float = 1e-4):
-    """Robust Gauss-Newton on the reprojection error from `root` (P,3), joints weighted by `use`
-    (P,J) in {0, 1}. Each step is the largest of STEP_FRACTIONS that does not raise the robust cost
-    sum_j use_j rho(r_j^2), so the cost never grows; a root that moves less than tol (m) stops
-    there (each row as if placed alone). Returns root (P,3) and (J^T W J)^-1 (P,3,3) at it."""
-    z_lo, z_hi = root[:, 2] / DEPTH_TRUST, root[:, 2] * DEPTH_TRUST
-    rows = np.arange(len(root))
-    inv_var = use / (sig * sig)
-    r, r2, x, z = _reprojection(kp, sig, p, root)
-    cost = (use * _rho(r2)).sum(-1)
-    active = np.ones(len(root), bool)
+    """Robust Gauss-Newton on the reprojection error from `root` (P,3) (depth at least
+    MIN_DEPTH), joints weighted by `use` (P,J) in {0, 1}. Each step is the largest of
+    STEP_FRACTIONS that does not raise the robust cost sum_j use_j rho(r_j^2), so the cost never
+    grows; a root that moves less than tol (m) stops there (each row as if placed alone).
+    Returns root (P,3) and (J^T W J)^-1 (P,3,3) at it."""
+    root = np.array(root.T)                                   # (3,P): X, Y, Z
+    # the depth stays within DEPTH_TRUST of the start (and beyond MIN_DEPTH: the start is)
+    z_lo, z_hi = np.maximum(root[2] / DEPTH_TRUST, MIN_DEPTH), root[2] * DEPTH_TRUST
+    inv_var, scale = use / (sig * sig), 0.25 / (ROBUST_C ** 2 * sig * sig)
+    k, p, ones = (kp[..., 0], kp[..., 1]), (p[..., 0], p[..., 1], p[..., 2]), np.ones(kp.shape[1])
+
+    def cost_of(t):
+        return (use * _rho(t)) @ ones
+
+    placed = _project(root, p, k, scale)
+    cost = cost_of(placed[5])
+    active = np.ones(len(root[0]), bool)
     for _ in range(n_iter):
-        m, g = _normal_equations(inv_var * _cauchy_weight(r2), r, x, z)
-        step = _solve(m, g) * active[:, None]
-        cands = root[None] - STEP_FRACTIONS[:, None, None] * step[None]  # (F,P,3)
-        cands[..., 2] = np.maximum(np.clip(cands[..., 2], z_lo, z_hi), MIN_DEPTH)
-        rc, r2c, xc, zc = _reprojection(kp, sig, p, cands)
-        costs = (use * _rho(r2c)).sum(-1)                                # (F,P)
-        pick = (costs <= cost[None] * (1 + 1e-12)).argmax(0)              # the largest step that does
-        active &= np.abs(cands[pick, rows] - root).max(-1) >= tol         # not raise it (0 never does)
-        root, r, r2, x, z, cost = (a[pick, rows] for a in (cands, rc, r2c, xc, zc, costs))
+        u, v, iz, ru, rv, t = placed
+        m, g = _normal_equations(inv_var * _cauchy_weight(t), u, v, iz, ru, rv)
+        step = _solve(m, g) * active
+        # the largest fraction that does not raise the cost, tried in turn (the full step almost
+        # always passes for every row; the 0 fraction never raises it)
+        new, chosen = root, np.zeros_like(active)
+        for fraction in STEP_FRACTIONS[:-1]:
+            cand = root - fraction * step
+            cand[2] = np.minimum(np.maximum(cand[2], z_lo), z_hi)
+            cand_placed = _project(cand, p, k, scale)
+            cand_cost = cost_of(cand_placed[5])
+            ok = cand_cost <= cost * (1 + 1e-12)
+            if ok.all() and not chosen.any():
+                new, new_placed, new_cost = cand, cand_placed, cand_cost
+                break
+            ok &= ~chosen
+            new, chosen = np.where(ok, cand, new), chosen | ok
+        else:                             # rows of several fractions, or kept: placed again
+            new_placed = _project(new, p, k, scale)
+            new_cost = cost_of(new_placed[5])
+        active &= np.abs(new - root).max(0) >= tol
+        root, placed, cost = new, new_placed, new_cost
         if not active.any():
             break
-    return root, _inverse(_normal_equations(inv_var * _cauchy_weight(r2), r, x, z)[0])
+    u, v, iz, _, _, t = placed
+    return root.T.copy(), _inverse(_normal_equations(inv_var * _cauchy_weight(t), u, v, iz)[0])
 
 
 def place_root(kp_norm, sigma_norm, pose_rel, conf=None):
@@ -153,25 +190,27 @@ def linear_root(kp, sig, p, n_iter: int = LINEAR_ITERS):
     u, v = kp[..., 0], kp[..., 1]
     bu, bv = u * p[..., 2] - p[..., 0], v * p[..., 2] - p[..., 1]        # right-hand sides (P, J)
     # A joint's two rows [1, 0, -u] and [0, 1, -v] share one weight, so A^T W A and A^T W b are
-    # weighted sums over joints of these per-joint terms: one (P, J) x (P, J, 7) product a pass
-    terms = np.stack([np.ones_like(u), u, v, u * u + v * v, bu, bv, u * bu + v * bv], -1)
-    depth = np.full((P, J), 3.0)  # initial guess only sets the relative weights
-    robust = np.ones((P, J))
-    for _ in range(n_iter):
-        var = (sig * depth) ** 2 + 1e-12                                  # of each of the joint's rows
-        w = robust / var
-        s1, su, sv, suv, sbu, sbv, subv = (w[:, None, :] @ terms)[:, 0].T
+    # weighted sums over joints of these per-joint terms: one (7, P, J) x (J,) product a pass
+    terms = np.array([np.ones_like(u), u, v, u * u + v * v, bu, bv, u * bu + v * bv])
+    ones = np.ones(J)
+    var = (sig * 3.0) ** 2 + 1e-12  # of each of the joint's rows; the first depth only sets the relative weights
+    w = 1.0 / var
+    for i in range(n_iter):
+        s1, su, sv, suv, sbu, sbv, subv = (terms * w) @ ones
         s1, suv = s1 + 1e-9, suv + 1e-9                                   # ridge: never singular
         # the normal equations  s1 X - su Z = sbu,  s1 Y - sv Z = sbv,  -su X - sv Y + suv Z = -subv
         # solved for Z first (X and Y follow from the first two)
         Z = ((su * sbu + sv * sbv) / s1 - subv) / (suv - (su * su + sv * sv) / s1)
-        root = np.stack([(sbu + su * Z) / s1, (sbv + sv * Z) / s1, np.maximum(Z, MIN_DEPTH)], -1)
-        depth = np.maximum(root[:, None, 2] + p[..., 2], MIN_DEPTH)
-        ru = root[:, None, 0] - u * root[:, None, 2] - bu
-        rv = root[:, None, 1] - v * root[:, None, 2] - bv
-        r2 = (ru * ru + rv * rv) / var / 2
-        robust = _cauchy_weight(r2)
-    return root
+        X, Y, Z = (sbu + su * Z) / s1, (sbv + sv * Z) / s1, np.maximum(Z, MIN_DEPTH)
+        if i == n_iter - 1:
+            break
+        # the robust weights from this pass's residuals in this pass's units, the variances
+        # from the new depths
+        ru, rv = X[:, None] - u * Z[:, None] - bu, Y[:, None] - v * Z[:, None] - bv
+        robust = _cauchy_weight((ru * ru + rv * rv) / var / (4 * ROBUST_C ** 2))
+        var = (sig * np.maximum(Z[:, None] + p[..., 2], MIN_DEPTH)) ** 2 + 1e-12
+        w = robust / var
+    return np.stack([X, Y, Z], -1)
 
 
 def place_hypotheses(kp_norm, sigma_norm, pose_rel, hyps, conf=None):
