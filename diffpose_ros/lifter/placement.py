@@ -53,6 +53,12 @@ DEPTH_TRUST = 2.0
 STEP_FRACTIONS = (1.0, 0.5, 0.0)  # tried per step, in turn; 0 keeps the root
 
 
+def _robust_t(sq, var):
+    """t = r^2 / (2 c^2) of a joint with squared residual sq = |r|^2 and per-axis variance var
+    (its normalised r^2 = sq / (2 var)): what the Cauchy weight and cost take."""
+    return sq / (4 * ROBUST_C ** 2 * var)
+
+
 def _cauchy_weight(t):
     """The Cauchy weight 1 / (1 + r^2 / (2 c^2)) of a joint, from t = r^2 / (2 c^2)."""
     return 1.0 / (1.0 + t)
@@ -64,15 +70,15 @@ def _rho(t):
     return np.log1p(t)
 
 
-def _project(root, p, k, scale):
+def _project(root, p, k, var):
     """The pose p = (x, y, z) (each (R,J)) placed at root (3,R): its image points u, v, their
-    inverse depths iz, residuals ru, rv against the keypoints k = (u, v), and
-    t = r^2 / (2 c^2) with r^2 = |r|^2 / (2 sigma^2), scale = 1 / (4 c^2 sigma^2) (all (R,J):
-    one array per coordinate keeps every operation on contiguous arrays)."""
+    inverse depths iz, residuals ru, rv against the keypoints k = (u, v), and their t
+    (_robust_t, keypoint variances var) (all (R,J): one array per coordinate keeps every
+    operation on contiguous arrays)."""
     iz = 1.0 / np.maximum(root[2][:, None] + p[2], MIN_DEPTH)
     u, v = (root[0][:, None] + p[0]) * iz, (root[1][:, None] + p[1]) * iz
     ru, rv = u - k[0], v - k[1]
-    return u, v, iz, ru, rv, (ru * ru + rv * rv) * scale
+    return u, v, iz, ru, rv, _robust_t(ru * ru + rv * rv, var)
 
 
 def _normal_equations(w, u, v, iz, ru=None, rv=None):
@@ -125,13 +131,14 @@ def refine_root(kp, sig, p, root, use, n_iter: int = GN_ITERS, tol: float = 1e-4
     root = np.array(root.T)                                   # (3,P): X, Y, Z
     # the depth stays within DEPTH_TRUST of the start (and beyond MIN_DEPTH: the start is)
     z_lo, z_hi = np.maximum(root[2] / DEPTH_TRUST, MIN_DEPTH), root[2] * DEPTH_TRUST
-    inv_var, scale = use / (sig * sig), 0.25 / (ROBUST_C ** 2 * sig * sig)
+    var = sig * sig
+    inv_var = use / var
     k, p, ones = (kp[..., 0], kp[..., 1]), (p[..., 0], p[..., 1], p[..., 2]), np.ones(kp.shape[1])
 
     def cost_of(t):
         return (use * _rho(t)) @ ones
 
-    placed = _project(root, p, k, scale)
+    placed = _project(root, p, k, var)
     cost = cost_of(placed[5])
     active = np.ones(len(root[0]), bool)
     for _ in range(n_iter):
@@ -144,7 +151,7 @@ def refine_root(kp, sig, p, root, use, n_iter: int = GN_ITERS, tol: float = 1e-4
         for fraction in STEP_FRACTIONS[:-1]:
             cand = root - fraction * step
             cand[2] = np.minimum(np.maximum(cand[2], z_lo), z_hi)
-            cand_placed = _project(cand, p, k, scale)
+            cand_placed = _project(cand, p, k, var)
             cand_cost = cost_of(cand_placed[5])
             ok = cand_cost <= cost * (1 + 1e-12)
             if ok.all() and not chosen.any():
@@ -153,7 +160,7 @@ def refine_root(kp, sig, p, root, use, n_iter: int = GN_ITERS, tol: float = 1e-4
             ok &= ~chosen
             new, chosen = np.where(ok, cand, new), chosen | ok
         else:                             # rows of several fractions, or kept: placed again
-            new_placed = _project(new, p, k, scale)
+            new_placed = _project(new, p, k, var)
             new_cost = cost_of(new_placed[5])
         active &= np.abs(new - root).max(0) >= tol
         root, placed, cost = new, new_placed, new_cost
@@ -186,13 +193,12 @@ def place_root(kp_norm, sigma_norm, pose_rel, conf=None):
 def linear_root(kp, sig, p, n_iter: int = LINEAR_ITERS):
     """The linear solution (P,3) of the multiplied-out equations, Cauchy-reweighted n_iter times
     (all joints: its weights already shrink the gross errors of joints not seen)."""
-    P, J = kp.shape[:2]
     u, v = kp[..., 0], kp[..., 1]
     bu, bv = u * p[..., 2] - p[..., 0], v * p[..., 2] - p[..., 1]        # right-hand sides (P, J)
     # A joint's two rows [1, 0, -u] and [0, 1, -v] share one weight, so A^T W A and A^T W b are
     # weighted sums over joints of these per-joint terms: one (7, P, J) x (J,) product a pass
     terms = np.array([np.ones_like(u), u, v, u * u + v * v, bu, bv, u * bu + v * bv])
-    ones = np.ones(J)
+    ones = np.ones(kp.shape[1])
     var = (sig * 3.0) ** 2 + 1e-12  # of each of the joint's rows; the first depth only sets the relative weights
     w = 1.0 / var
     for i in range(n_iter):
@@ -207,7 +213,7 @@ def linear_root(kp, sig, p, n_iter: int = LINEAR_ITERS):
         # the robust weights from this pass's residuals in this pass's units, the variances
         # from the new depths
         ru, rv = X[:, None] - u * Z[:, None] - bu, Y[:, None] - v * Z[:, None] - bv
-        robust = _cauchy_weight((ru * ru + rv * rv) / var / (4 * ROBUST_C ** 2))
+        robust = _cauchy_weight(_robust_t(ru * ru + rv * rv, var))
         var = (sig * np.maximum(Z[:, None] + p[..., 2], MIN_DEPTH)) ** 2 + 1e-12
         w = robust / var
     return np.stack([X, Y, Z], -1)

@@ -37,8 +37,7 @@ def person_to_msg(person: Person3D, header, check: bool = True) -> HumanPose3D:
         msg.is_prediction = bool(state.is_prediction)
         msg.time_since_measurement = float(state.time_since_measurement)
         msg.filtered_root = _point(state.root)
-        x, y, z = np.asarray(state.velocity, dtype=np.float64).tolist()
-        msg.velocity = Vector3(x=x, y=y, z=z, **_UNCHECKED)
+        msg.velocity = _point(state.velocity, Vector3)
         msg.state_covariance = np.asarray(state.covariance, dtype=np.float64).reshape(36)
         msg.filtered_positions = _points(state.positions)
         msg.filtered_covariance = _sequence(state.joint_covariance, "d")
@@ -53,9 +52,10 @@ def person_to_msg(person: Person3D, header, check: bool = True) -> HumanPose3D:
 _UNCHECKED = {"check_fields": False} if "_check_fields" in Point.__slots__ else {}
 
 
-def _point(p) -> Point:
+def _point(p, cls=Point):
+    """A Point (or another x, y, z message: Vector3) of a 3-vector."""
     x, y, z = np.asarray(p, dtype=np.float64).tolist()
-    return Point(x=x, y=y, z=z, **_UNCHECKED)
+    return cls(x=x, y=y, z=z, **_UNCHECKED)
 
 
 def _points(xyz) -> list[Point]:
