@@ -210,7 +210,8 @@ class PosePipeline:
                 # lens distortion (or a rectified image's rotation) off: pinhole pixels under K
                 kp_ideal = intrinsics.undistort(kp[idx])
                 result = self.lifter.lift(kp_ideal, conf[idx], intrinsics.K,
-                                          track_ids=[tracks[i][0] for i in idx], ground=cfg.ground)
+                                          track_ids=[tracks[i][0] for i in idx], ground=cfg.ground,
+                                          stamp=detected.stamp_s)
                 lifted = []
                 for j, i in enumerate(idx):
                     track_id, det = tracks[i]

@@ -1,6 +1,6 @@
 """High-level lifter shared by the offline tool (diffpose-lift), the evaluation and the ROS node.
 
-Lifter.lift(keypoints_px (P,17,2), conf (P,17), K (3,3), track_ids) -> LiftResult with absolute
+Lifter.lift(keypoints_px (P,17,2), conf (P,17), K (3,3), track_ids, stamp) -> LiftResult with absolute
 camera-frame positions and covariances, root-relative ones, the root and its covariance, and the
 N hypotheses. The network part is any `runner` (keypoints, init_noise, kernel_u) -> (mean, cov,
 hyps) in numpy, e.g. an ONNX/TensorRT session; by default the torch DiffPoseSampler. Noise comes
@@ -13,7 +13,6 @@ correlation with each joint); when the floor is known (`ground`: the camera's he
 the body is rescaled to stand on it (ground.py); and calibration.py turns the raw terms into the
 published covariances with the calibration of this (steps, N).
 """
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from .ground import Ground, apply_floor
 from .model_io import load_bundle
 from .placement import place_hypotheses, place_root
 from .sampler import DiffPoseSampler
+from .windows import TrackWindows
 
 AGGREGATIONS = ("sampler", "reprojection")
 
@@ -97,7 +97,7 @@ def select_by_reprojection(hyps, root, kp_norm):
 class Lifter:
     def __init__(self, weights_dir=None, steps: int = 5, n_hyp: int = 5, runner=None, seed: int = 0,
                  forget_after: int = 30, aggregation: str = "sampler", bundle=None):
-        """forget_after: a track not seen for this many lift() calls loses its temporal buffer.
+        """forget_after: a track not seen for this many lift() calls loses its temporal window.
         aggregation: "sampler" (the pose the sampler returns: its configured mean) or
         "reprojection" (joint-wise selection of the hypothesis that best explains the 2D).
         bundle: an already loaded Bundle instead of weights_dir (evaluation of fresh models)."""
@@ -117,9 +117,7 @@ class Lifter:
         self.steps = self.n_hyp = None
         self.set_sampling(int(steps), int(n_hyp), runner)
         self.rng = np.random.default_rng(seed)
-        self.forget_after = int(forget_after)
-        self._buffers = OrderedDict()  # track id -> [window array (T,17,3), last call index]
-        self._calls = 0
+        self._windows = TrackWindows(self.window, bundle.window_fps, forget_after)
 
     def set_sampling(self, steps: int, n_hyp: int, runner=None):
         """Use K = steps and N = n_hyp from the next lift() on. N needs no new runner (the graph
@@ -148,31 +146,17 @@ class Lifter:
 
     # ------------------------------------------------------------------ helpers
     def reset(self):
-        self._buffers.clear()
-
-    def _windows(self, frames, track_ids):
-        """(P,T,17,3) causal windows; updates the per-track ring buffers."""
-        self._calls += 1
-        if track_ids is None:
-            return np.repeat(frames[:, None], self.window, axis=1)
-        out = np.empty((len(frames), self.window, NUM_JOINTS, 3), np.float32)
-        for i, (tid, f) in enumerate(zip(track_ids, frames)):
-            entry = self._buffers.pop(tid, None)
-            if entry is None:  # track start: replicate-pad with the first frame
-                buf = np.repeat(f[None], self.window, axis=0)
-            else:
-                buf = np.concatenate([entry[0][1:], f[None]], axis=0)
-            self._buffers[tid] = [buf, self._calls]
-            out[i] = buf
-        stale = [t for t, (_, seen) in self._buffers.items() if self._calls - seen >= self.forget_after]
-        for t in stale:
-            del self._buffers[t]
-        return out
+        self._windows.reset()
 
     # ------------------------------------------------------------------ main entry
-    def lift(self, keypoints_px, conf, K, track_ids=None, ground: Ground | None = None) -> LiftResult:
+    def lift(self, keypoints_px, conf, K, track_ids=None, ground: Ground | None = None,
+             stamp: float | None = None) -> LiftResult:
         """ground: the floor in the camera frame (camera height and tilt known): the body's size
-        from its feet (ground.py); None: the typical size, its ambiguity in the covariance."""
+        from its feet (ground.py); None: the typical size, its ambiguity in the covariance.
+        stamp: the image's time in seconds, on which the temporal model builds each track's
+        window (windows.py: at the training rate for a track at or below it, its last frames for
+        a faster one). None: every call is the next frame at the training rate.
+        Without track_ids every person is a single frame (its window repeats it)."""
         kp = np.asarray(keypoints_px, np.float64)
         conf = np.asarray(conf, np.float64)
         K = np.asarray(K, np.float64)
@@ -190,6 +174,8 @@ class Lifter:
                 raise ValueError(f"track_ids has {len(track_ids)} entries for {len(kp)} people")
             if len(set(track_ids)) != len(track_ids):
                 raise ValueError(f"duplicate track ids in one frame: {track_ids}")
+        if stamp is not None and not np.isfinite(stamp):
+            raise ValueError(f"stamp must be a finite time in seconds, got {stamp!r}")
         P, N = len(kp), self.n_hyp
         if P == 0:
             z3 = np.zeros((0, NUM_JOINTS, 3))
@@ -199,7 +185,12 @@ class Lifter:
         conf = np.clip(conf, 0.0, 1.0)
         kn = camera.normalize(kp, K)
         frames = np.concatenate([kn, conf[..., None]], -1).astype(np.float32)
-        net_in = self._windows(frames, track_ids) if self.temporal else frames
+        if not self.temporal:
+            net_in = frames
+        elif track_ids is None:
+            net_in = np.repeat(frames[:, None], self.window, axis=1)
+        else:
+            net_in = self._windows(frames, track_ids, stamp)
         noise = self.rng.standard_normal((P, N, NUM_JOINTS, 3)).astype(np.float32)
         u = self.rng.random((P, N)).astype(np.float32)
         mean, hyp_cov, hyps = (np.asarray(a, np.float64) for a in self.runner(net_in, noise, u))

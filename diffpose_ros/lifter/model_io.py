@@ -54,6 +54,12 @@ class Bundle:
     def window(self) -> int:
         return int(self.config["window"]) if self.temporal else 1
 
+    @property
+    def window_fps(self) -> float:
+        """The frame rate of the training windows (diffpose-train's --fps; 10 for a temporal
+        model that does not record it): the lifter samples its windows at this rate."""
+        return float((self.config.get("data") or {}).get("fps") or 10.0)
+
 
 def make_config(model="frame", window=27, **overrides) -> dict:
     if model not in ("frame", "temporal"):

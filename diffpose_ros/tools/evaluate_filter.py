@@ -101,8 +101,8 @@ def make_sequence_lifted(clip: str, cam_i: int, rate: float, lifter, seed: int =
         ground = Ground(R[:, 1], float((-R.T @ t)[1] - floor))
     if lifter.temporal:     # frame by frame, so the track's causal window sees the past only
         lifter.reset()
-        parts = [lifter.lift(s["keypoints_px"][i:i + 1], s["conf"][i:i + 1], s["K"][0], [0], ground=ground)
-                 for i in range(len(s["frame"]))]
+        parts = [lifter.lift(s["keypoints_px"][i:i + 1], s["conf"][i:i + 1], s["K"][0], [0], ground=ground,
+                             stamp=s["frame"][i] / MOCAP_FPS) for i in range(len(s["frame"]))]
         get = lambda k: np.concatenate([getattr(q, k) for q in parts])  # noqa: E731
     else:
         res = lifter.lift(s["keypoints_px"], s["conf"], s["K"][0], ground=ground)
@@ -123,13 +123,16 @@ def load_or_make_sequences(args, clips, make_lifter) -> list[dict]:
     folder = cache_dir() / "filter_eval"
     folder.mkdir(parents=True, exist_ok=True)
     whash = weights_hash(args.weights)
+    # a temporal lifter builds its windows on the stamps since 2026-12-07 (lifter/windows.py)
+    temporal = json.loads((Path(args.weights) / "config.json").read_text()).get("model") == "temporal"
     lifter = None
     seqs, cached = [], 0
     jobs = [(c, k, r, b) for c in clips for k in range(args.cameras) for r in args.rates for b in args.body_scales]
     for clip, cam_i, rate, body in tqdm(jobs, desc="lifted sequences"):
         key = hashlib.sha1(json.dumps([clip, cam_i, rate, args.seed, whash, args.steps, args.n_hyp, CODE_VERSION]
                                       + ([] if body == 1.0 else [body])
-                                      + (["floor"] if args.floor else [])).encode()).hexdigest()[:20]
+                                      + (["floor"] if args.floor else [])
+                                      + (["windows-on-stamps"] if temporal else [])).encode()).hexdigest()[:20]
         path = folder / f"{key}.npz"
         if path.exists() and not args.no_cache:
             with np.load(path, allow_pickle=False) as z:

@@ -7,7 +7,9 @@ Input npz keys:
   track_ids  (F,) optional; without it all frames form one track in file order (matters for the
              temporal model); pass distinct ids to lift frames independently
   stamp      (F,) optional image stamps in seconds (diffpose-detect writes them); rows with the same
-             stamp are one image. Without it: `frame` (F,) / --fps, else the row index / --fps
+             stamp are one image. Without it: `frame` (F,) / --fps, else the row index / --fps. The
+             temporal model lifts each track in stamp order and builds its windows on these
+             stamps (lifter/windows.py)
   format     optional 'h36m' (default) or 'coco17'
 Output npz: poses3d (F,17,3) metres camera frame (absolute), poses3d_root_relative, covariance
 (F,17,3,3) absolute (incl. root uncertainty), covariance_root_relative, root (F,3), root_cov
@@ -152,7 +154,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fps", type=float, default=30.0,
-                   help="frame rate for the filter's stamps when the input has no 'stamp' key (default 30)")
+                   help="frame rate of the rows when the input has no 'stamp' key (default 30): the filter's "
+                        "stamps, and the time axis of the temporal model's windows (lifter/windows.py)")
     p.add_argument("--no-filter", action="store_true", help="do not run the per-track filter")
     p.add_argument("--camera-height", type=float, default=0.0, metavar="M",
                    help="the camera's height above the floor: the body's size from its feet (0: unknown)")
@@ -188,14 +191,19 @@ def main(argv=None):
     keys = ("positions", "positions_rel", "covariance", "covariance_rel", "root", "root_cov", "hypotheses", "size_var",
             "size_var_track", "ground_used")
     outs = {k: [] for k in keys}
-    if lifter.temporal:  # frame by frame, so each track's causal buffer sees the past only
-        chunks = [(slice(f, f + 1), [int(tids[f])]) for f in range(len(kp))]
+    stamps = inp.row_stamps(args.fps)
+    if lifter.temporal:  # row by row in stamp order: each track's window sees its past only, on its stamps
+        order = np.argsort(stamps, kind="stable")
+        chunks = [(order[f:f + 1], [int(tids[order[f]])], float(stamps[order[f]])) for f in range(len(kp))]
     else:
-        chunks = [(slice(i, i + 256), None) for i in range(0, len(kp), 256)]
-    for sl, ids in tqdm(chunks, desc="lift", disable=len(chunks) < 20):
-        r = lifter.lift(kp[sl], sc[sl], K, ids, ground=ground)
+        order = np.arange(len(kp))
+        chunks = [(order[i:i + 256], None, None) for i in range(0, len(kp), 256)]
+    for rows, ids, stamp in tqdm(chunks, desc="lift", disable=len(chunks) < 20):
+        r = lifter.lift(kp[rows], sc[rows], K, ids, ground=ground, stamp=stamp)
         for k in keys:
             outs[k].append(getattr(r, k))
+    back = np.argsort(order)                # the rows in file order again
+    outs = {k: [np.concatenate(v)[back]] for k, v in outs.items()}
     size_from_floor = np.concatenate(outs.pop("ground_used"))
     o = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
@@ -203,7 +211,6 @@ def main(argv=None):
             "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"],
             "size_var_track": o["size_var_track"], "size_from_floor": size_from_floor}
     if inp.has_track_ids and not args.no_filter:
-        stamps = inp.row_stamps(args.fps)
         try:
             filtered = filter_rows(stamps, tids, {k: np.concatenate(v).astype(np.float64) for k, v in outs.items()})
         except InputError as exc:
