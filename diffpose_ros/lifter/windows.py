@@ -23,6 +23,7 @@ interpolate (the same stamp again replaces its frame).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 
 import numpy as np
@@ -31,10 +32,11 @@ MAX_GAP_S = 1.0
 STAMP_TOLERANCE = 1e-3   # of the training spacing 1 / fps
 
 
-def _median_interval(stamps) -> float:
-    """The median of the intervals (the lower middle one of an even count: an actual interval)."""
-    iv = np.sort(np.diff(stamps))
-    return float(iv[(len(iv) - 1) // 2])
+def _median_interval(stamps: list) -> float:
+    """The median of the intervals (the lower middle one of an even count: an actual interval);
+    plain Python: a few dozen floats."""
+    iv = sorted(b - a for a, b in zip(stamps[:-1], stamps[1:]))
+    return iv[(len(iv) - 1) // 2]
 
 
 class TrackWindows:
@@ -73,16 +75,15 @@ class TrackWindows:
             stamps.append(now)
             hist.append(f)
             # keep the newest frame at or before the oldest sample time (to interpolate from)
-            first = max(int(np.searchsorted(stamps, oldest + STAMP_TOLERANCE * dt, side="right")) - 1, 0)
+            first = max(bisect_right(stamps, oldest + STAMP_TOLERANCE * dt) - 1, 0)
             del stamps[:first], hist[:first]
             entry[2] = self._calls
             self._tracks[tid] = entry
-            st = np.asarray(stamps)
-            if len(st) > 1 and _median_interval(st[-self.window - 1:]) < (1 - STAMP_TOLERANCE) * dt:
+            if len(stamps) > 1 and _median_interval(stamps[-self.window - 1:]) < (1 - STAMP_TOLERANCE) * dt:
                 last = hist[-self.window:]      # faster than training: one slot per frame
                 out[i] = np.stack([last[0]] * (self.window - len(last)) + last)
             else:
-                out[i] = self._sample(st, np.asarray(hist), now - dt * back, dt)
+                out[i] = self._sample(np.asarray(stamps), np.asarray(hist), now - dt * back, dt)
         stale = [t for t, e in self._tracks.items() if self._calls - e[2] >= self.forget_after]
         for t in stale:
             del self._tracks[t]
@@ -92,12 +93,12 @@ class TrackWindows:
     def _sample(stamps, hist, times, dt):
         """hist (n, J, C) at stamps (n,) ascending, linearly interpolated at times (T,)."""
         tol = STAMP_TOLERANCE * dt
-        lo = np.searchsorted(stamps, times + tol, side="right") - 1
-        before = lo < 0                                       # before the track's first frame
-        lo = np.maximum(lo, 0)
+        lo = np.maximum(stamps.searchsorted(times + tol, side="right") - 1, 0)
         hi = np.minimum(lo + 1, len(stamps) - 1)
-        span = stamps[hi] - stamps[lo]
-        w = np.where(span > 0, (times - stamps[lo]) / np.where(span > 0, span, 1.0), 0.0)
-        w = np.where(before | (times - stamps[lo] <= tol), 0.0, np.clip(w, 0.0, 1.0))
+        # the share of the next frame: 0 at (or within tol after) a stored frame, and before the
+        # track's first frame (times - stamps[0] < 0); below 1, as times < stamps[hi] - tol
+        after = times - stamps[lo]
+        w = np.where(after > tol, after / np.maximum(stamps[hi] - stamps[lo], tol), 0.0)
         w = w.astype(hist.dtype)[:, None, None]
-        return (1 - w) * hist[lo] + w * hist[hi]
+        a = hist[lo]
+        return a + w * (hist[hi] - a)
