@@ -27,9 +27,9 @@ from diffpose_ros.data.virtual_camera import CameraConfig
 from diffpose_ros.filter.process_noise import motion_clips
 from diffpose_ros.lifter.lifter import Lifter
 from diffpose_ros.paths import REPO_DIR, WEIGHTS_DIR
+from diffpose_ros.tools.evaluate_filter import MOCAP_FPS
 
 CONDITIONS = ((5.0, 0.0), (7.5, 0.0), (10.0, 0.0), (10.0, 0.3), (15.0, 0.3), (30.0, 0.0), (30.0, 0.3))
-MOCAP_FPS = 30.0
 
 
 def lift_sequence(lifter, s, keep, stamps: bool):

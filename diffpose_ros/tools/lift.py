@@ -203,16 +203,16 @@ def main(argv=None):
         for k in keys:
             outs[k].append(getattr(r, k))
     back = np.argsort(order)                # the rows in file order again
-    outs = {k: [np.concatenate(v)[back]] for k, v in outs.items()}
-    size_from_floor = np.concatenate(outs.pop("ground_used"))
-    o = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
+    rows_out = {k: np.concatenate(v)[back] for k, v in outs.items()}
+    size_from_floor = rows_out.pop("ground_used")
+    o = {k: v.astype(np.float32) for k, v in rows_out.items()}
     data = {"poses3d": o["positions"], "poses3d_root_relative": o["positions_rel"],
             "covariance": o["covariance"], "covariance_root_relative": o["covariance_rel"],
             "root": o["root"], "root_cov": o["root_cov"], "hypotheses": o["hypotheses"], "size_var": o["size_var"],
             "size_var_track": o["size_var_track"], "size_from_floor": size_from_floor}
     if inp.has_track_ids and not args.no_filter:
         try:
-            filtered = filter_rows(stamps, tids, {k: np.concatenate(v).astype(np.float64) for k, v in outs.items()})
+            filtered = filter_rows(stamps, tids, {k: v.astype(np.float64) for k, v in rows_out.items()})
         except InputError as exc:
             print(f"diffpose-lift: error: {exc}", file=sys.stderr)
             return 2
