@@ -2,6 +2,7 @@
 images flow at 10 Hz: no output gap longer than 0.5 s for an N change, the first output with a
 new setting carries it in its message fields, and a new step count is built in the background
 (the old graph serves meanwhile) and switched to between two frames."""
+import gc
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ MAX_GAP_S = 0.5          # what an N change may cost the output stream, at most
 # before the first change), the bound is 1.5x that natural gap: the test then still fails when
 # a change costs the stream more than the load alone does, and prints both numbers.
 LOAD_MARGIN = 1.5
+# This test process is also the camera: when it stalls (a garbage collection over everything
+# the earlier tests left in it, the CPU taken by another process), no image is sent and the
+# node's output stops for that long too. The stall beyond the camera period is measured
+# from the publish times and not counted against the node.
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +112,27 @@ class Camera10Hz:
         arrivals = [t0] + [o[0] for o in self.outputs if t0 <= o[0] <= t1] + [t1]
         return max(np.diff(arrivals))
 
+    def camera_stall(self, t0, t1):
+        """How much longer than one period the camera itself went without sending, in [t0, t1]."""
+        sent = sorted(t for t in self.sent.values() if t0 <= t <= t1)
+        return max(0.0, max(np.diff(sent), default=0.0) - PERIOD_S)
 
-def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path):
+
+@pytest.fixture
+def no_gc_pauses():
+    """The objects of the earlier tests are frozen out of the collector and collection is off
+    while the camera runs, so that the test's own pauses do not show up as the node's gaps."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path, no_gc_pauses):
     env = dict(ros_env, DIFFPOSE_CACHE=str(tmp_path / "cache"))   # steps=3 is not built yet
     node = NodeHarness(env, tmp_path / "node.log", name="pose_node_settings")
     try:
@@ -145,8 +169,10 @@ def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path):
                 done = [o for o in outs if o[0] < nxt[2]]
                 assert done and all(o[2] == value for o in done), (name, value, [o[2] for o in outs])
                 gap = cam.max_gap(t_req - 1.0, t_done + 1.5)
-                report.append(f"N -> {value}: max gap {gap:.2f} s, {len(outs)} outputs")
-                assert gap <= limit, f"N -> {value}: output gap {gap:.2f} s; " + "; ".join(report)
+                stall = cam.camera_stall(t_req - 1.0, t_done + 1.5)
+                report.append(f"N -> {value}: max gap {gap:.2f} s (camera stalled {stall:.2f} s), "
+                              f"{len(outs)} outputs")
+                assert gap <= limit + stall, f"N -> {value}: output gap {gap:.2f} s; " + "; ".join(report)
             else:
                 # built in the background: the 5-step graph served meanwhile, then 3 steps only
                 steps = [o[field] for o in cam.outputs if o[0] >= t_req]
@@ -154,9 +180,11 @@ def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path):
                 assert set(steps[:first3]) <= {5} and set(steps[first3:]) == {3}, steps
                 assert steps[:first3], "the old graph served while the new one was built"
                 gap = cam.max_gap(t_req - 1.0, switched + 1.5)
+                stall = cam.camera_stall(t_req - 1.0, switched + 1.5)
                 report.append(f"steps -> 3: built in {switched - t_done:.1f} s while "
-                              f"{first3} outputs came from the 5-step graph, max gap {gap:.2f} s")
-                assert gap <= 2 * limit, f"steps -> 3: output gap {gap:.2f} s; " + "; ".join(report)
+                              f"{first3} outputs came from the 5-step graph, max gap {gap:.2f} s "
+                              f"(camera stalled {stall:.2f} s)")
+                assert gap <= 2 * limit + stall, f"steps -> 3: output gap {gap:.2f} s; " + "; ".join(report)
         assert any(b.startswith("steps=3") for b in cam.building_seen)
         diag = node.counters()
         assert diag["diffusion_steps"] == "3" and diag["num_hypotheses"] == "6"
