@@ -91,3 +91,67 @@ def test_summary_keys():
     r = summary(hyps.mean(1), cov, hyps, gt)
     assert r["best_of_n_mm"] <= r["mpjpe_mm"] + 20
     assert set(r["coverage"]) == {"0.50", "0.90", "0.95"}
+
+
+def test_coverage_is_reported_for_truncated_and_occluded_people():
+    """uncertainty_metrics gives the 90 % coverage again for the partly seen people: here the
+    truncated ones (>= 4 joints outside the image) are all far outside their ellipsoids, the
+    others inside, and the occluded ones (>= 3 occluded joints) a known mix."""
+    from diffpose_ros.lifter.evaluation import uncertainty_metrics
+    S, J = 40, 17
+    gt = np.zeros((S, J, 3))
+    d = {"pose3d": gt, "root": np.tile([0.0, 0.0, 4.0], (S, 1)),
+         "visible": np.ones((S, J), bool), "occluded": np.zeros((S, J), bool)}
+    d["visible"][:10, :4] = False           # 10 truncated people
+    d["visible"][10:20, :3] = False         # 3 joints outside: not counted as truncated
+    d["occluded"][5:15, 6:9] = True         # 5 truncated + 5 untruncated are occluded
+    err = np.full((S, J, 3), 0.01)
+    err[:10] = 1.0                           # the truncated people's errors: far outside
+    cov = np.broadcast_to(0.01 ** 2 * np.eye(3), (S, J, 3, 3))
+    r = uncertainty_metrics(gt + err, cov, gt + d["root"][:, None] + err, cov, d)
+    assert r["groups"]["truncated"] == {"n": 10, "coverage_rel": 0.0, "coverage_abs": 0.0}
+    assert r["groups"]["occluded"]["n"] == 10 and r["groups"]["occluded"]["coverage_rel"] == 0.5
+    assert r["coverage_rel"]["0.90"] == 0.75 and r["coverage_abs"]["0.90"] == 0.75
+    # without the generator's visibility (Human3.6M files) there are no groups, not an error
+    plain = {k: d[k] for k in ("pose3d", "root")}
+    assert uncertainty_metrics(gt + err, cov, gt + d["root"][:, None] + err, cov, plain)["groups"] == {}
+
+
+def test_every_source_is_kept_inside_the_band_after_calibration():
+    """Two sources, one with errors wider than its covariance says: the pooled fit leaves it under
+    0.85. Where one factor can put both sources inside 0.85-0.95 the calibration takes the one
+    nearest 1 (the hard source just at 0.85); where none can, the one that leaves both equally
+    far outside; nothing changes when every source is inside already."""
+    from diffpose_ros.lifter.calibration import SOURCE_BAND, source_floor_scale
+    rng = np.random.default_rng(5)
+    S, J = 4000, 17
+    lo, hi = SOURCE_BAND
+    H = np.broadcast_to(np.eye(3) * 4e-4, (S, J, 3, 3)).copy()
+    sources = np.where(np.arange(S) < 3000, "easy", "hard")
+    pose = rng.standard_normal((S, J, 3)) * 0.3
+    pose[:, 0] = 0
+    root = np.tile([0.0, 0.0, 4.0], (S, 1))
+    t2d = np.broadcast_to(np.eye(3) * 1e-6, (S, 3, 3))
+    chi = np.ones(S)
+    unit = rng.standard_normal((S, J, 3)) * 0.02
+
+    def calibrated(wide):
+        err = np.where(sources == "hard", wide, 1.0)[:, None, None] * unit
+        cal = fit_calibration(err, H, pose, err, H, t2d, pose + root[:, None], chi, sources=sources)
+        inside = mahalanobis_sq(err, CovarianceModel(cal).relative(H, pose, chi) + 1e-12 * np.eye(3))[:, 1:] \
+            <= chi2.ppf(0.9, 3)
+        return cal, inside[sources == "easy"].mean(), inside[sources == "hard"].mean(), err
+
+    cal, easy, hard, err = calibrated(1.15)       # one factor fits both into the band
+    assert cal["source_coverage_before_floor"]["rel"]["hard"] < lo
+    assert cal["source_floor_rel"] > 1.02 and lo <= hard < lo + 0.005 and easy <= hi
+    cal, easy, hard, _ = calibrated(2.0)          # none does: both equally outside
+    assert hard < lo and easy > hi and abs((lo - hard) - (easy - hi)) < 0.005
+    pooled = fit_calibration(err, H, pose, err, H, t2d, pose + root[:, None], chi)
+    assert "source_floor_rel" not in pooled       # without sources: the pooled fit alone
+    d2 = mahalanobis_sq(err, CovarianceModel(pooled).relative(H, pose, chi) + 1e-12 * np.eye(3))[:, 1:]
+    assert source_floor_scale(d2[sources == "easy"], sources[sources == "easy"]) == 1.0
+    # a source with too few samples to judge does not count
+    easy_d2 = d2[sources == "easy"]
+    few = np.where(np.arange(len(easy_d2)) < len(easy_d2) - 50, "easy", "few")
+    assert source_floor_scale(np.where(few == "few", 10.0, 1.0)[:, None] * easy_d2, few) == 1.0

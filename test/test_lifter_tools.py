@@ -51,6 +51,8 @@ def test_calibrate_then_evaluate(trained):
     r = json.loads(out.read_text())["rows"]["val"]
     assert r["DiffPose frame"]["calibration"] == "s1_n4" and r["DiffPose frame"]["mpjpe_mm"] > 0
     assert set(r["DiffPose frame"]["coverage_abs"]) == {"0.50", "0.90", "0.95"}
+    groups = r["DiffPose frame"]["groups"]   # the partly seen people's coverage
+    assert set(groups) == {"truncated", "occluded"} and 0 < groups["truncated"]["n"] < 120
     assert r["encoder frame"]["root_error_m"] > 0
     floor = r["DiffPose frame, floor known"]      # the same samples, each camera's height and tilt given
     assert floor["floor_used"] > 0.5 and floor["n"] == r["DiffPose frame"]["n"]

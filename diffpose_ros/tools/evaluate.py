@@ -142,14 +142,19 @@ def radius_plot(curves, path: Path, title: str):
 
 
 def markdown(result) -> str:
-    lines = ["| row | model | MPJPE mm | PA-MPJPE mm | root error m (% of distance) | 90 % coverage rel / abs |",
-             "|---|---|---|---|---|---|"]
+    from ..lifter.evaluation import OCCLUDED_JOINTS, TRUNCATED_JOINTS
+    lines = ["| row | model | MPJPE mm | PA-MPJPE mm | root error m (% of distance) | 90 % coverage rel / abs | "
+             f"the same, truncated (>= {TRUNCATED_JOINTS} joints outside the image) | "
+             f"occluded (>= {OCCLUDED_JOINTS} joints) |", "|---|---|---|---|---|---|---|---|"]
     for row, models in result["rows"].items():
         for name, r in models.items():
             cov = (f"{r['coverage_rel']['0.90']:.2f} / {r['coverage_abs']['0.90']:.2f}"
                    if "coverage_rel" in r else "–")
+            groups = [(f"{g['coverage_rel']:.2f} / {g['coverage_abs']:.2f} (n = {g['n']})" if g else "–")
+                      for g in (r.get("groups", {}).get(k) for k in ("truncated", "occluded"))]
             root = f"{r['root_error_m']:.2f} ({r['root_error_pct_of_distance']:.1f} %)" if "root_error_m" in r else "–"
-            lines.append(f"| {row} | {name} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | {root} | {cov} |")
+            lines.append(f"| {row} | {name} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | {root} | {cov} | "
+                         + " | ".join(groups) + " |")
     return "\n".join(lines) + "\n"
 
 
