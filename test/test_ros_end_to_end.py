@@ -29,20 +29,25 @@ def test_sample_camera_to_node_to_subscriber(ros_env, tmp_path):
     procs = {"pose_node": start_node(ros_env, "onnxruntime", REPO_DIR / "config" / "pose.yaml",
                                      tmp_path / "pose_node.log")}
     rclpy.init()
-    poses, images = [], {}
+    poses, images, camera_of = [], {}, {}
+    run = [0]                                   # which camera run is publishing
     try:
         node = rclpy.create_node("e2e_subscriber")
         rel = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(HumanPose3DArray, "/human_pose_3d", poses.append, rel)
-        node.create_subscription(
-            Image, "/image",
-            lambda m: images.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), rel)
 
-        def seen(msgs):   # pose messages whose image this subscriber also received (the first
-            # images of a new camera can go out before discovery reaches this process)
-            return [m for m in msgs if (m.header.stamp.sec, m.header.stamp.nanosec) in images]
+        def on_image(m):
+            key = (m.header.stamp.sec, m.header.stamp.nanosec)
+            images[key], camera_of[key] = m, run[0]
+        node.create_subscription(Image, "/image", on_image, rel)
+
+        def seen(msgs):   # pose messages of this run's camera whose image this subscriber also
+            # received (the first images of a new camera can go out before discovery reaches this
+            # process; the node may still publish the previous camera's last frame after it stopped)
+            return [m for m in msgs if camera_of.get((m.header.stamp.sec, m.header.stamp.nanosec)) == run[0]]
 
         def run_camera(source, n):
+            run[0] += 1
             camera = start_camera(ros_env, source, 4.0, tmp_path / "sample_camera.log")
             start = len(poses)
             deadline = time.monotonic() + 180
