@@ -122,7 +122,7 @@ def test_every_source_is_kept_inside_the_band_after_calibration():
     0.85. Where one factor can put both sources inside 0.85-0.95 the calibration takes the one
     nearest 1 (the hard source just at 0.85); where none can, the one that leaves both equally
     far outside; nothing changes when every source is inside already."""
-    from diffpose_ros.lifter.calibration import SOURCE_BAND, source_floor_scale
+    from diffpose_ros.lifter.calibration import SOURCE_BAND, source_band_scale
     rng = np.random.default_rng(5)
     S, J = 4000, 17
     lo, hi = SOURCE_BAND
@@ -143,15 +143,15 @@ def test_every_source_is_kept_inside_the_band_after_calibration():
         return cal, inside[sources == "easy"].mean(), inside[sources == "hard"].mean(), err
 
     cal, easy, hard, err = calibrated(1.15)       # one factor fits both into the band
-    assert cal["source_coverage_before_floor"]["rel"]["hard"] < lo
-    assert cal["source_floor_rel"] > 1.02 and lo <= hard < lo + 0.005 and easy <= hi
+    assert cal["source_coverage_before_scale"]["rel"]["hard"] < lo
+    assert cal["source_scale_rel"] > 1.02 and lo <= hard < lo + 0.005 and easy <= hi
     cal, easy, hard, _ = calibrated(2.0)          # none does: both equally outside
     assert hard < lo and easy > hi and abs((lo - hard) - (easy - hi)) < 0.005
     pooled = fit_calibration(err, H, pose, err, H, t2d, pose + root[:, None], chi)
-    assert "source_floor_rel" not in pooled       # without sources: the pooled fit alone
+    assert "source_scale_rel" not in pooled       # without sources: the pooled fit alone
     d2 = mahalanobis_sq(err, CovarianceModel(pooled).relative(H, pose, chi) + 1e-12 * np.eye(3))[:, 1:]
-    assert source_floor_scale(d2[sources == "easy"], sources[sources == "easy"]) == 1.0
+    assert source_band_scale(d2[sources == "easy"], sources[sources == "easy"]) == 1.0
     # a source with too few samples to judge does not count
     easy_d2 = d2[sources == "easy"]
     few = np.where(np.arange(len(easy_d2)) < len(easy_d2) - 50, "easy", "few")
-    assert source_floor_scale(np.where(few == "few", 10.0, 1.0)[:, None] * easy_d2, few) == 1.0
+    assert source_band_scale(np.where(few == "few", 10.0, 1.0)[:, None] * easy_d2, few) == 1.0

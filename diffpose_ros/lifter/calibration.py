@@ -43,7 +43,7 @@ from .placement import SEEN_CONF
 
 TARGET = 0.9
 SOURCE_BAND = (0.85, 0.95)  # every calibration source's 90 % coverage in this band where possible
-MIN_SOURCE_SAMPLES = 100   # a source with fewer calibration samples is too noisy to set the floor
+MIN_SOURCE_SAMPLES = 100   # a source with fewer calibration samples is too noisy to set the factor
 SIZE_GRID = (0.0, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)  # c: size std 0 .. 18 %
 
 
@@ -100,7 +100,7 @@ def _binned_deviation(err, cov, chi, bins=5):
     return float(sum((inside[idx == b].mean() - TARGET) ** 2 for b in range(bins) if (idx == b).any()))
 
 
-def source_floor_scale(d2, sources, band=SOURCE_BAND) -> float:
+def source_band_scale(d2, sources, band=SOURCE_BAND) -> float:
     """The factor k for the covariances under which the squared Mahalanobis distances d2 (S, J)
     were taken, given the source of each sample (S,): every source's 90 % coverage under k Sigma
     (its share of d2 <= k Q90) inside `band`, k nearest 1 (in log) among those that do; where no
@@ -185,7 +185,7 @@ class CovarianceModel:
     def _scales(e):
         return (np.asarray(e.get("var_scale", np.ones(17)), np.float64), float(e.get("root_2d_scale", 1.0)),
                 float(e.get("size_var_rel", 0.0)), float(e.get("size_var_abs", 0.0)),
-                float(e.get("source_floor_rel", 1.0)), float(e.get("source_floor_abs", 1.0)))
+                float(e.get("source_scale_rel", 1.0)), float(e.get("source_scale_abs", 1.0)))
 
     def _s(self, chi, n):
         return np.ones(n) if chi is None else inflation(chi, self.chi0, self.gamma)
@@ -218,15 +218,15 @@ class CovarianceModel:
         """(n,) variance of the relative body-size error delta in `absolute`: its term
         size_variance * P_j P_j^T. One person has one size, so over a track this part of the
         error is the same in every frame (the per-track filter must not average it away)."""
-        rows = self._rows(n, size_w, used)
-        return self._s(chi, n) * rows[5] * rows[3]
+        _, _, _, c_abs, _, k_abs = self._rows(n, size_w, used)
+        return self._s(chi, n) * k_abs * c_abs
 
 
 def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, ground=None,
                     sources=None) -> dict:
     """All arrays per sample (S, 17, ...), chi (S,). Returns a calibration.json entry with coverages.
-    sources (S,): the motion source of each sample, for the floor per source (source_floor_scale;
-    without them no floor).
+    sources (S,): the motion source of each sample, for the band per source (source_band_scale;
+    without them no factor).
 
     The inflation multiplies the whole covariance, so fitting the scales under it is fitting them
     to the errors divided by sqrt(s). `ground`: the same terms of the same samples with the body
@@ -252,7 +252,7 @@ def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, 
     entry = {"var_scale": a.tolist(), "size_var_rel": c_rel, "root_2d_scale": b, "size_var_abs": c_abs,
              "inflation_chi0": chi0, "inflation_gamma": gamma, "n_samples": int(len(err_rel))}
     if sources is not None:
-        _floor_per_source(entry, entry, err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, sources)
+        _band_per_source(entry, entry, err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, sources)
     m = CovarianceModel(entry)
     entry["coverage_rel_before"] = coverage(mahalanobis_sq(err_rel, hyp_cov + 1e-12 * np.eye(3)))
     entry["coverage_rel_after"] = coverage(mahalanobis_sq(err_rel, m.relative(hyp_cov, pose, chi) + 1e-12 * np.eye(3)))
@@ -268,7 +268,7 @@ def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, 
                            "n_samples": int(u.sum()), "share_used": float(u.mean())}
         kw = {"size_w": g["size_w"], "used": u}
         if sources is not None:
-            _floor_per_source(entry, entry["ground"], g["err_rel"][u], g["hyp_cov"][u], g["pose"][u], g["err_abs"][u],
+            _band_per_source(entry, entry["ground"], g["err_rel"][u], g["hyp_cov"][u], g["pose"][u], g["err_abs"][u],
                               g["hyp_cov_abs"][u], g["cov_t2d"][u], g["pos"][u], chi[u], np.asarray(sources)[u],
                               size_w=np.asarray(g["size_w"])[u], used=u[u])
         m = CovarianceModel(entry)
@@ -279,18 +279,18 @@ def fit_calibration(err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, 
     return entry
 
 
-def _floor_per_source(entry, target, err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, sources,
+def _band_per_source(entry, target, err_rel, hyp_cov, pose, err_abs, hyp_cov_abs, cov_t2d, pos, chi, sources,
                       **kw):
-    """Set target's source_floor_rel / _abs (target: entry or entry["ground"]) from the samples'
+    """Set target's source_scale_rel / _abs (target: entry or entry["ground"]) from the samples'
     distances under the entry as fitted so far (factors 1), and record each source's coverage
-    before the floor."""
-    target["source_floor_rel"] = target["source_floor_abs"] = 1.0
+    before the factor."""
+    target["source_scale_rel"] = target["source_scale_abs"] = 1.0
     m = CovarianceModel(entry)
     d2_rel = mahalanobis_sq(err_rel, m.relative(hyp_cov, pose, chi, **kw) + 1e-12 * np.eye(3))[:, 1:]
     d2_abs = mahalanobis_sq(err_abs, m.absolute(hyp_cov_abs, cov_t2d, pos, chi, **kw))
-    target["source_floor_rel"] = source_floor_scale(d2_rel, sources)
-    target["source_floor_abs"] = source_floor_scale(d2_abs, sources)
-    target["source_coverage_before_floor"] = {"rel": source_coverage(d2_rel, sources),
+    target["source_scale_rel"] = source_band_scale(d2_rel, sources)
+    target["source_scale_abs"] = source_band_scale(d2_abs, sources)
+    target["source_coverage_before_scale"] = {"rel": source_coverage(d2_rel, sources),
                                               "abs": source_coverage(d2_abs, sources)}
 
 

@@ -41,8 +41,8 @@ def fit_terms(t: dict, d: dict) -> dict:
 def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_samples: int = MAX_SAMPLES,
                      log=print, source_names=None) -> dict:
     """Fit every (steps, N) of the grid on `val` (a fixed set) and store the entries in
-    bundle.calibration; returns a report {key: coverages}. The floor per source
-    (calibration.source_floor_scale) uses val["source"], named by `source_names` (the bank's).
+    bundle.calibration; returns a report {key: coverages}. The band per source
+    (calibration.source_band_scale) uses val["source"], named by `source_names` (the bank's).
 
     Per steps, the N share their draws: the samples of N are the first sample_count(steps, N)
     of one seeded order, and each group of samples between two such counts is lifted once with
@@ -79,7 +79,7 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             bundle.calibration[key] = entry
             report[key] = {k: entry[k] for k in ("coverage_rel_before", "coverage_rel_after", "coverage_abs_after",
                                                  "size_var_rel", "size_var_abs", "root_2d_scale",
-                                                 "inflation_gamma", "source_floor_rel", "source_floor_abs")
+                                                 "inflation_gamma", "source_scale_rel", "source_scale_abs")
                            if k in entry}
             gr = entry.get("ground", {})
             report[key]["ground"] = {k: gr[k] for k in ("coverage_rel_after", "coverage_abs_after", "share_used")
@@ -87,8 +87,8 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             log(f"[calibrate] {key}: rel 90 % {entry['coverage_rel_before']['0.90']:.3f} -> "
                 f"{entry['coverage_rel_after']['0.90']:.3f}, abs 90 % {entry['coverage_abs_after']['0.90']:.3f} "
                 f"(size std rel {np.sqrt(entry['size_var_rel']):.3f}, abs {np.sqrt(entry['size_var_abs']):.3f}, "
-                f"inflation gamma {entry['inflation_gamma']:.1f}, floor per source x{entry.get('source_floor_rel', 1):.3f} "
-                f"rel, x{entry.get('source_floor_abs', 1):.3f} abs; {counts[n]} samples, "
+                f"inflation gamma {entry['inflation_gamma']:.1f}, band per source x{entry.get('source_scale_rel', 1):.3f} "
+                f"rel, x{entry.get('source_scale_abs', 1):.3f} abs; {counts[n]} samples, "
                 f"fitted in {time.time() - t1:.0f} s)"
                 + (f"; floor known ({gr['share_used']:.0%} used): rel {gr['coverage_rel_after']['0.90']:.3f}, "
                    f"abs {gr['coverage_abs_after']['0.90']:.3f}" if gr else ""))
