@@ -155,3 +155,45 @@ def test_every_source_is_kept_inside_the_band_after_calibration():
     easy_d2 = d2[sources == "easy"]
     few = np.where(np.arange(len(easy_d2)) < len(easy_d2) - 50, "easy", "few")
     assert source_band_scale(np.where(few == "few", 10.0, 1.0)[:, None] * easy_d2, few) == 1.0
+
+
+def test_unfamiliar_poses_get_wider_covariances():
+    """Poses drawn ever further from the training poses, with errors that grow with their
+    atypicality u while the hypotheses do not (what the val draws show): without u the pooled
+    fit leaves the most unfamiliar fifth under the band; with it the widening holds the least
+    and the most unfamiliar fifths in 0.85-0.95. The typicality itself: about 1 for training
+    poses, larger further away, blind to body size."""
+    from diffpose_ros.lifter.calibration import PoseTypicality
+    rng = np.random.default_rng(11)
+    S, J = 4000, 17
+    centre = rng.standard_normal((J, 3)) * 0.3
+
+    def poses(n, spread):
+        p = centre + rng.standard_normal((n, J, 3)) * 0.03 * spread[:, None, None]
+        p[:, 0] = 0
+        return p
+
+    typ = PoseTypicality.fit(poses(5000, np.ones(5000)), k=10)
+    pose = poses(S, np.exp(rng.uniform(0, 1.5, S)))
+    atyp = typ(pose)
+    assert 0.8 < np.median(typ(poses(2000, np.ones(2000)))) < 1.2 and np.median(atyp) > 2
+    np.testing.assert_allclose(typ(1.3 * pose), atyp)
+    H = np.broadcast_to(np.eye(3) * 4e-4, (S, J, 3, 3)).copy()
+    true_s = 1 + atyp / np.median(atyp)
+    err = np.sqrt(true_s)[:, None, None] * rng.standard_normal((S, J, 3)) * 0.02
+    root = np.tile([0.0, 0.0, 4.0], (S, 1))
+    t2d = np.broadcast_to(np.eye(3) * 1e-6, (S, 3, 3))
+    chi = np.ones(S)
+    q = chi2.ppf(0.9, 3)
+    low, high = atyp <= np.quantile(atyp, 0.2), atyp >= np.quantile(atyp, 0.8)
+    plain = fit_calibration(err, H, pose, err, H, t2d, pose + root[:, None], chi)
+    inside = mahalanobis_sq(err, CovarianceModel(plain).relative(H, pose, chi) + 1e-12 * np.eye(3))[:, 1:] <= q
+    assert inside[high].mean() < 0.85 and inside[low].mean() > 0.95 and plain["atypicality_gamma"] == 0.0
+    cal = fit_calibration(err, H, pose, err, H, t2d, pose + root[:, None], chi, atyp=atyp)
+    assert cal["atypicality_gamma"] >= 0.5
+    m = CovarianceModel(cal)
+    inside = mahalanobis_sq(err, m.relative(H, pose, chi, atyp=atyp) + 1e-12 * np.eye(3))[:, 1:] <= q
+    assert 0.85 <= inside[high].mean() <= 0.95 and 0.85 <= inside[low].mean() <= 0.95
+    # without the score (an old bundle, or a caller that has none) the widening is off
+    np.testing.assert_array_equal(m.relative(H[:5], pose[:5], chi[:5]),
+                                  CovarianceModel({**cal, "atypicality_gamma": 0.0}).relative(H[:5], pose[:5], chi[:5]))

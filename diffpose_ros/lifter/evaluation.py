@@ -106,7 +106,7 @@ def publish(bundle, raw: dict, steps: int, n_hyp: int):
     bundle's calibration."""
     lifter = Lifter(bundle=bundle, steps=steps, n_hyp=n_hyp, runner=lambda *a: None)
     m = lifter.covariance_model
-    kw = {"size_w": raw.get("size_w"), "used": raw.get("ground_used")}
+    kw = {"size_w": raw.get("size_w"), "used": raw.get("ground_used"), "atyp": raw.get("atyp")}
     return (m.relative(raw["hyp_cov"], raw["pose"], raw["chi"], **kw),
             m.absolute(raw["hyp_cov_abs"], raw["cov_t2d"], raw["positions"], raw["chi"], **kw), m.key)
 

@@ -23,7 +23,7 @@ from .. import camera
 from ..detector.uncertainty import keypoint_box_diagonal, keypoint_sigma_px
 from ..paths import WEIGHTS_DIR
 from ..skeleton import NUM_JOINTS
-from .calibration import CovarianceModel, absolute_hypothesis_cov, reprojection_score, select_entry
+from .calibration import CovarianceModel, PoseTypicality, absolute_hypothesis_cov, reprojection_score, select_entry
 from .ground import Ground, apply_floor
 from .model_io import load_bundle
 from .placement import place_hypotheses, place_root
@@ -109,6 +109,7 @@ class Lifter:
         self.temporal, self.window = bundle.temporal, bundle.window
         self.shrinkage_n0 = float(bundle.config["covariance"]["shrinkage_n0"])
         self.calibration = bundle.calibration or {}
+        self.typicality = PoseTypicality.from_calibration(self.calibration)   # None: no atypicality widening
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         self.aggregation = aggregation
@@ -203,7 +204,7 @@ class Lifter:
         """Placement and published covariances from the sampler's raw outputs (numpy)."""
         t = self.raw_terms(kn, sigma_n, conf, mean, hyp_cov, hyps, ground)
         model = self.covariance_model
-        kw = {"size_w": t.get("size_w"), "used": t.get("ground_used")}
+        kw = {"size_w": t.get("size_w"), "used": t.get("ground_used"), "atyp": t.get("atyp")}
         cov_rel = model.relative(t["hyp_cov"], t["pose"], t["chi"], **kw)
         cov_abs = model.absolute(t["hyp_cov_abs"], t["cov_t2d"], t["positions"], t["chi"], **kw)
         used = t.get("ground_used", np.zeros(len(t["pose"]), bool))
@@ -216,7 +217,8 @@ class Lifter:
     def raw_terms(self, kn, sigma_n, conf, mean, hyp_cov, hyps, ground: Ground | None = None) -> dict:
         """Everything calibration.py combines: the pose (after aggregation), its root and the 2D
         part of the root's covariance, the hypotheses' relative and absolute covariances, and
-        how well the placed pose reprojects onto its keypoints (chi); with a `ground`, all of it
+        how well the placed pose reprojects onto its keypoints (chi), how unlike the training
+        poses it is (atyp, where the calibration has a PoseTypicality); with a `ground`, all of it
         rescaled by the floor (ground.apply_floor)."""
         # the root from the 2D uncertainty alone (why not the hypotheses' spread: placement.py);
         # the pose's part of the root uncertainty enters through the hypotheses' own roots
@@ -232,4 +234,6 @@ class Lifter:
         t = {"pose": mean, "root": root, "positions": pos, "cov_t2d": cov_t2d, "hyp_cov": hyp_cov,
              "hyp_cov_abs": absolute_hypothesis_cov(hyp_cov, hyps, roots, lam),
              "chi": reprojection_score(pos, kn, sigma_n, conf)}
+        if self.typicality is not None:
+            t["atyp"] = self.typicality(mean)
         return t if ground is None else apply_floor(t, sigma_n, conf, ground)

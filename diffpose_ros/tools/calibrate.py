@@ -39,17 +39,22 @@ def fit_terms(t: dict, d: dict) -> dict:
 
 
 def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_samples: int = MAX_SAMPLES,
-                     log=print, source_names=None) -> dict:
+                     log=print, source_names=None, train_poses=None) -> dict:
     """Fit every (steps, N) of the grid on `val` (a fixed set) and store the entries in
     bundle.calibration; returns a report {key: coverages}. The band per source
     (calibration.source_band_scale) uses val["source"], named by `source_names` (the bank's).
+    train_poses (S,17,3): true poses of the training clips (common.training_poses), for the
+    pose typicality the atypicality widening measures against (calibration.PoseTypicality),
+    stored in bundle.calibration["pose_typicality"] before anything is lifted.
 
     Per steps, the N share their draws: the samples of N are the first sample_count(steps, N)
     of one seeded order, and each group of samples between two such counts is lifted once with
     the largest N it serves (lift_set_nested); a smaller N takes the first N chains."""
-    from ..lifter.calibration import calibration_key, fit_calibration
+    from ..lifter.calibration import PoseTypicality, calibration_key, fit_calibration
     from ..lifter.evaluation import ground_terms, lift_set_nested
     report = {}
+    if train_poses is not None:
+        bundle.calibration["pose_typicality"] = PoseTypicality.fit(train_poses).to_json()
     order = common.subset_order(val, seed)
     for steps in steps_list:
         t0 = time.time()
@@ -73,13 +78,15 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             sources = d.get("source")
             if sources is not None and source_names is not None:
                 sources = np.asarray(source_names)[sources]
-            entry = fit_calibration(**fit_terms(raw, d), chi=raw["chi"], ground=ground, sources=sources)
+            entry = fit_calibration(**fit_terms(raw, d), chi=raw["chi"], ground=ground, sources=sources,
+                                    atyp=raw.get("atyp"))
             entry.update({"steps": int(steps), "n_hyp": int(n), "fitted_on": "val clips"})
             key = calibration_key(steps, n)
             bundle.calibration[key] = entry
             report[key] = {k: entry[k] for k in ("coverage_rel_before", "coverage_rel_after", "coverage_abs_after",
                                                  "size_var_rel", "size_var_abs", "root_2d_scale",
-                                                 "inflation_gamma", "source_scale_rel", "source_scale_abs")
+                                                 "inflation_gamma", "atypicality_gamma", "source_scale_rel",
+                                                 "source_scale_abs")
                            if k in entry}
             gr = entry.get("ground", {})
             report[key]["ground"] = {k: gr[k] for k in ("coverage_rel_after", "coverage_abs_after", "share_used")
@@ -87,7 +94,7 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
             log(f"[calibrate] {key}: rel 90 % {entry['coverage_rel_before']['0.90']:.3f} -> "
                 f"{entry['coverage_rel_after']['0.90']:.3f}, abs 90 % {entry['coverage_abs_after']['0.90']:.3f} "
                 f"(size std rel {np.sqrt(entry['size_var_rel']):.3f}, abs {np.sqrt(entry['size_var_abs']):.3f}, "
-                f"inflation gamma {entry['inflation_gamma']:.1f}, band per source x{entry.get('source_scale_rel', 1):.3f} "
+                f"inflation gamma {entry['inflation_gamma']:.1f}, atypicality gamma {entry['atypicality_gamma']:.2f}, band per source x{entry.get('source_scale_rel', 1):.3f} "
                 f"rel, x{entry.get('source_scale_abs', 1):.3f} abs; {counts[n]} samples, "
                 f"fitted in {time.time() - t1:.0f} s)"
                 + (f"; floor known ({gr['share_used']:.0%} used): rel {gr['coverage_rel_after']['0.90']:.3f}, "
@@ -117,7 +124,8 @@ def main(argv=None):
     if args.replace:
         b.calibration = {}
     report = calibrate_bundle(b, val, args.steps, args.n_hyp, args.seed, args.max_samples,
-                              source_names=bank.source_names)
+                              source_names=bank.source_names,
+                              train_poses=common.training_poses(bank, splits["train"], args.seed, data_cfg))
     save_json(b.calibration, Path(args.weights) / "calibration.json")
     print(json.dumps({"wall_time_s": time.time() - t0, "keys": list(report)}))
     return 0

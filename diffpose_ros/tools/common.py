@@ -74,6 +74,15 @@ def held_out_draws(bank, clips, window: int, n: int, seed: int = 0, data_cfg: di
     return gen.sample(np.random.default_rng([seed, 7]), n)
 
 
+TYPICALITY_SAMPLES = 20_000
+
+
+def training_poses(bank, clips, seed: int = 0, data_cfg: dict | None = None, n: int = TYPICALITY_SAMPLES):
+    """True root-relative poses (n,17,3) of the training clips, drawn like training samples
+    (body, mirror; one frame each): what the lifter's pose typicality is measured against."""
+    return held_out_draws(bank, clips, 1, n, seed + 5, data_cfg)["pose3d"]
+
+
 def fixed_set(bank, clips, window: int, n_per_clip: int, scale: float = 1.0, seed: int = 0,
               data_cfg: dict | None = None) -> dict:
     return generator(bank, clips, window, data_cfg).fixed_set(seed=seed, n_per_clip=n_per_clip, scale=scale)

@@ -153,7 +153,8 @@ def main(argv=None):
                                             data_cfg, common.CALIBRATION_HEIGHTS)
             summary["calibration"] = timed("calibrate", lambda: calibrate_bundle(
                 bundle, cal_set, args.calibrate_steps or DEFAULT_STEPS, args.calibrate_n or DEFAULT_N,
-                seed=args.seed, log=log, source_names=bank.source_names))
+                seed=args.seed, log=log, source_names=bank.source_names,
+                train_poses=common.training_poses(bank, splits["train"], args.seed, data_cfg)))
             save_bundle(bundle, out)
     summary["wall_time_s"] = time.time() - t_start
     summary["threads"] = args.threads
