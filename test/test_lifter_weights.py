@@ -46,6 +46,37 @@ def test_shipped_weights_lift_standing_person(name):
     assert np.allclose(r.covariance[0, 0], r.root_cov[0], rtol=1e-6, atol=1e-9)  # the root joint is the root
 
 
+@pytest.mark.parametrize("name", ["frame", "temporal"])
+def test_unfamiliar_pose_widens_the_published_covariance(name):
+    """The shipped calibrations carry a pose typicality; the live lifter scores each lifted pose
+    with it and widens both covariances by exactly (1 + u/u0)^gamma_u (the same draws lifted
+    without the typicality differ by that factor and nothing else); a pose unlike any training
+    pose (arms and legs spread flat) scores higher than a standing one."""
+    from diffpose_ros.lifter.calibration import PoseTypicality, inflation
+    from diffpose_ros.lifter.model_io import load_bundle
+    b = load_bundle(WEIGHTS_DIR / name)
+    assert "pose_typicality" in b.calibration
+    with_u = Lifter(bundle=b, steps=5, n_hyp=5, seed=0)
+    entry = with_u.covariance_model
+    assert entry.gamma_u > 0
+    spread = STANDING.copy()
+    spread[[12, 13]] = [[0.5, -0.5, 0], [0.8, -0.5, 0]]
+    spread[[15, 16]] = [[-0.5, -0.5, 0], [-0.8, -0.5, 0]]
+    spread[[2, 3]] = [[-0.45, 0.3, 0], [-0.75, 0.5, 0]]
+    root = np.array([0.0, 0.0, 4.0])
+    px = np.stack([project(STANDING, root), project(spread, root)])
+    conf = np.full((2, 17), 0.9)
+    r = with_u.lift(px, conf, K)
+    u = PoseTypicality.from_calibration(b.calibration)(r.positions_rel)
+    assert u[1] > u[0]
+    b.calibration = {k: v for k, v in b.calibration.items() if k != "pose_typicality"}
+    plain = Lifter(bundle=b, steps=5, n_hyp=5, seed=0).lift(px, conf, K)
+    factor = inflation(u, entry.u0, entry.gamma_u)[:, None, None, None]
+    np.testing.assert_allclose(r.covariance, factor * plain.covariance, rtol=1e-9)
+    np.testing.assert_allclose(r.covariance_rel, factor * plain.covariance_rel, rtol=1e-9)
+    np.testing.assert_allclose(r.positions, plain.positions, rtol=0, atol=0)
+
+
 def test_baseline_weights_load():
     import torch
     from diffpose_ros.lifter.baseline import load_baseline
