@@ -178,6 +178,7 @@ def test_unfamiliar_poses_get_wider_covariances():
     atyp = typ(pose)
     assert 0.8 < np.median(typ(poses(2000, np.ones(2000)))) < 1.2 and np.median(atyp) > 2
     np.testing.assert_allclose(typ(1.3 * pose), atyp)
+    assert typ(pose[:0]).shape == (0,)
     H = np.broadcast_to(np.eye(3) * 4e-4, (S, J, 3, 3)).copy()
     true_s = 1 + atyp / np.median(atyp)
     err = np.sqrt(true_s)[:, None, None] * rng.standard_normal((S, J, 3)) * 0.02

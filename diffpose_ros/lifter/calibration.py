@@ -122,7 +122,8 @@ class PoseTypicality:
 
     @staticmethod
     def _unit(pose):
-        x = np.asarray(pose, np.float64)[..., 1:, :].reshape(len(pose), -1)
+        x = np.asarray(pose, np.float64)[:, 1:, :]
+        x = x.reshape(len(x), x.shape[1] * 3)                       # (P, 48), P = 0 included
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
 
     @classmethod
