@@ -78,12 +78,13 @@ class NodeHarness:
         if msg.status and msg.status[0].name == f"diffpose_ros: /{self.name}":   # ours, not another node's
             self.diagnostics.append(msg)
 
+    def latest_values(self) -> dict:
+        """The key/values of the newest diagnostics received so far ({} before the first)."""
+        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values} if self.diagnostics else {}
+
     def loaded(self) -> bool:
         """The node's diagnostics say its models are loaded (they load after it starts spinning)."""
-        if not self.diagnostics:
-            return False
-        values = {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
-        return values.get("sampler_graph", "loading") != "loading"
+        return self.latest_values().get("sampler_graph", "loading") != "loading"
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -141,7 +142,7 @@ class NodeHarness:
         """The latest diagnostics key/values of the node."""
         n = len(self.diagnostics)
         self.spin_until(lambda: len(self.diagnostics) > n, 10, "diagnostics")
-        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+        return self.latest_values()
 
     def close(self, timeout=5.0) -> int:
         import signal

@@ -78,10 +78,9 @@ class Camera10Hz:
             self.sent[stamp_ns(stamp)] = now
             self._next += PERIOD_S
         rclpy.spin_once(self.h.node, timeout_sec=max(0.0, min(0.02, self._next - time.monotonic())))
-        if self.h.diagnostics:
-            values = {kv.key: kv.value for kv in self.h.diagnostics[-1].status[0].values}
-            if values.get("sampler_building", "none") != "none":
-                self.building_seen.append(values["sampler_building"])
+        building = self.h.latest_values().get("sampler_building", "none")
+        if building != "none":
+            self.building_seen.append(building)
 
     def flow(self, seconds=None, until=None, timeout=150.0, what="the node"):
         t0 = time.monotonic()
