@@ -3,6 +3,7 @@
 H36M-17 (the VideoPose3D layout) is the order of every 3D pose, every lifter input and every
 published message. COCO-17 is the order of the 2D detector's output.
 """
+import numpy as np
 
 H36M_JOINTS = (
     "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle",
@@ -24,6 +25,18 @@ H36M_FLIP = tuple(
     else H36M_LEFT[H36M_RIGHT.index(j)] if j in H36M_RIGHT else j
     for j in range(NUM_JOINTS)
 )
+
+
+def mirror(x):
+    """x (..., 17, C), numpy or torch: its mirror image in the plane x = 0 (the first coordinate
+    negated, left and right joints swapped). A 3D pose in a camera or world frame, or the
+    normalised 2D keypoints (x, y, conf) of one: the mirror image of a person seen by a camera
+    is the mirrored person seen by the mirrored camera, which projects to the mirrored 2D."""
+    y = x[..., list(H36M_FLIP), :]
+    sign = [-1.0] + [1.0] * (x.shape[-1] - 1)
+    if hasattr(y, "new_tensor"):  # torch (also traced for ONNX: a constant)
+        return y * y.new_tensor(sign)
+    return y * np.asarray(sign, y.dtype)
 
 COCO_JOINTS = (
     "nose", "l_eye", "r_eye", "l_ear", "r_ear",

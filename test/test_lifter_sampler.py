@@ -119,9 +119,10 @@ def test_first_hypotheses_are_a_draw_of_that_n(aggregation):
 
 
 @pytest.mark.parametrize("model", ["frame", "temporal"])
-def test_onnx_export_matches_torch(tmp_path, model):
+@pytest.mark.parametrize("mirror", [False, True])
+def test_onnx_export_matches_torch(tmp_path, model, mirror):
     ort = pytest.importorskip("onnxruntime")
-    s = DiffPoseSampler(init_bundle(None, model=model, window=9, seed=4), steps=2, n_hyp=3)
+    s = DiffPoseSampler(init_bundle(None, model=model, window=9, seed=4), steps=2, n_hyp=3, mirror=mirror)
     kp, noise, u = _inputs(2, s.temporal, 3)
     path = tmp_path / "s.onnx"
     axes = {"keypoints": {0: "batch"}, "init_noise": {0: "batch", 1: "hyps"}, "kernel_u": {0: "batch", 1: "hyps"},
@@ -131,9 +132,54 @@ def test_onnx_export_matches_torch(tmp_path, model):
                           output_names=["mean", "cov", "hyps"], opset_version=17, dynamo=False,
                           dynamic_axes=axes)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    kp5, n5, u5 = _inputs(5, s.temporal, 6, seed=9)  # other batch size and N than at export
-    out = sess.run(None, {"keypoints": kp5.numpy(), "init_noise": n5.numpy(), "kernel_u": u5.numpy()})
+    for n in (6, 1):  # other batch size and N than at export (N = 1: no mirror hypothesis)
+        kp5, n5, u5 = _inputs(5, s.temporal, n, seed=9)
+        out = sess.run(None, {"keypoints": kp5.numpy(), "init_noise": n5.numpy(), "kernel_u": u5.numpy()})
+        with torch.no_grad():
+            ref = s(kp5, n5, u5)
+        for o, r in zip(out, ref):
+            np.testing.assert_allclose(o, r.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_mirror_is_the_mirrored_scene():
+    """skeleton.mirror of a camera-frame pose projects to the mirror of its normalised 2D (so the
+    mirror image of an input is what a mirrored person gives), and mirroring twice is nothing."""
+    from diffpose_ros.skeleton import mirror
+    rng = np.random.default_rng(3)
+    pose = rng.normal(0, 0.3, (4, 17, 3)) + [0.4, -0.2, 4.0]
+    kp = pose[..., :2] / pose[..., 2:]
+    mp = mirror(pose)
+    np.testing.assert_allclose(mp[..., :2] / mp[..., 2:], mirror(kp), atol=1e-12)
+    np.testing.assert_array_equal(mirror(mirror(pose)), pose)
+    t = torch.from_numpy(pose)
+    assert torch.equal(mirror(t), torch.from_numpy(mp))
+    assert mp[0, 1].tolist() == [-pose[0, 4, 0], pose[0, 4, 1], pose[0, 4, 2]]  # r_hip <- mirrored l_hip
+
+
+@pytest.mark.parametrize("model", ["frame", "temporal"])
+@pytest.mark.parametrize("aggregation", ["mean", "posterior"])
+def test_mirror_hypotheses(model, aggregation):
+    """With `mirror`, hypothesis n is the plain sampler's hypothesis n of the input (n even) or,
+    mirrored back, of the input's mirror image (n odd), with the same noise; the pose is the
+    average of the two halves' means; N = 1 is the plain sampler's output."""
+    from diffpose_ros.skeleton import mirror
+    b = init_bundle(None, model=model, window=9, seed=6)
+    on = DiffPoseSampler(b, steps=3, n_hyp=5, aggregation=aggregation, mirror=True)
+    off = DiffPoseSampler(b, steps=3, n_hyp=5, aggregation=aggregation, mirror=False)
+    kp, noise, u = _inputs(3, on.temporal, 5)
     with torch.no_grad():
-        ref = s(kp5, n5, u5)
-    for o, r in zip(out, ref):
-        np.testing.assert_allclose(o, r.numpy(), atol=1e-4, rtol=1e-3)
+        h_on, f_on, prior = on.chain(kp, noise, u)
+        h_in, f_in, prior_in = off.chain(kp, noise, u)
+        h_mi, f_mi, _ = off.chain(mirror(kp), noise, u)
+        m_on, c_on, _ = on(kp, noise, u)
+        m1_on, c1_on, h1_on = on(kp, noise[:, :1], u[:, :1])
+        m1_off, c1_off, h1_off = off(kp, noise[:, :1], u[:, :1])
+    want = torch.where((torch.arange(5) % 2 == 1).view(1, 5, 1, 1), mirror(h_mi), h_in)
+    torch.testing.assert_close(h_on, want, atol=1e-5, rtol=1e-5)
+    src = f_on if aggregation == "posterior" else h_on
+    halves = 0.5 * (src[:, 0::2].mean(1) + src[:, 1::2].mean(1))
+    torch.testing.assert_close(m_on, halves - halves[:, :1], atol=1e-5, rtol=1e-5)
+    assert torch.equal(prior, prior_in)
+    torch.testing.assert_close(m1_on, m1_off, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(c1_on, c1_off, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(m_on, off(kp, noise, u)[0], atol=1e-4)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffpose_ros.skeleton import H36M_FLIP, H36M_JOINTS, H36M_PARENTS, NUM_JOINTS
+from diffpose_ros.skeleton import H36M_FLIP, H36M_JOINTS, H36M_PARENTS, NUM_JOINTS, mirror
 
 J = {n: i for i, n in enumerate(H36M_JOINTS)}
 
@@ -225,12 +225,11 @@ def apply_body(x, floor, factors):
 
 
 _FLIP = np.asarray(H36M_FLIP)
-_SIGN = np.array([-1.0, 1.0, 1.0])
 
 
 def mirror_world(x):
     """x (..., 17, 3) world -> its mirror image (x -> -x, left and right joints swapped)."""
-    return np.asarray(x)[..., _FLIP, :] * _SIGN.astype(np.asarray(x).dtype)
+    return mirror(np.asarray(x))
 
 
 def gather_mirrored(joints, idx, mirrored):

@@ -50,25 +50,27 @@ CHAINS_PER_CALL = 320
 @torch.no_grad()
 def lift_set(bundle, d: dict, steps: int, n_hyp: int, aggregation: str = "sampler", start_step=None,
              sampler_aggregation=None, antithetic: bool = False, batch: int = 256, seed: int = 0,
-             progress: bool = True, ground: bool = False) -> dict:
+             progress: bool = True, ground: bool = False, mirror=None) -> dict:
     """All per-sample outputs of one DiffPose setting on a fixed set: the raw terms of
     Lifter.raw_terms plus the hypotheses (every array (S, ...)). Per-sample intrinsics are used
     (each sample has its own camera). ground: also the same terms with the body scaled by the
-    floor of each sample's camera (ground_of), under GROUND-prefixed keys (ground_terms)."""
+    floor of each sample's camera (ground_of), under GROUND-prefixed keys (ground_terms).
+    mirror: the sampler's mirror-image hypotheses on / off (None: as the bundle's config)."""
     return lift_set_nested(bundle, d, steps, [n_hyp], aggregation, start_step, sampler_aggregation,
-                           antithetic, batch, seed, progress, ground)[n_hyp]
+                           antithetic, batch, seed, progress, ground, mirror)[n_hyp]
 
 
 @torch.no_grad()
 def lift_set_nested(bundle, d: dict, steps: int, n_list, aggregation: str = "sampler", start_step=None,
                     sampler_aggregation=None, antithetic: bool = False, batch: int = 256, seed: int = 0,
-                    progress: bool = True, ground: bool = False) -> dict:
+                    progress: bool = True, ground: bool = False, mirror=None) -> dict:
     """lift_set for several N at once: {N: outputs}. The chains run once with the largest N;
     each N aggregates the first N chains of every sample, which are a draw of that N (the
     chains are independent), so the N share their draws and cost one run."""
     n_list = sorted(set(int(n) for n in n_list))
     n_max = n_list[-1]
-    sampler = DiffPoseSampler(bundle, steps, n_max, start_step=start_step, aggregation=sampler_aggregation)
+    sampler = DiffPoseSampler(bundle, steps, n_max, start_step=start_step, aggregation=sampler_aggregation,
+                              mirror=mirror)
     lifters = {n: Lifter(bundle=bundle, steps=steps, n_hyp=n, aggregation=aggregation, runner=lambda *a: None)
                for n in n_list}
     rng = np.random.default_rng(seed)

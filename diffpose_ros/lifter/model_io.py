@@ -30,7 +30,7 @@ DEFAULT_CONFIG = {
     "encoder": {"hidden": 96, "layers": 3, "heads": 4, "cheb_k": 3, "temporal_hidden": 64},
     "denoiser": {"hidden": 96, "layers": 3, "heads": 4, "cheb_k": 3, "step_dim": 64, "loss": "mse"},
     "diffusion": {"n_steps": 50, "schedule": "cosine"},
-    "sampling": {"start_step": 50, "aggregation": "mean"},
+    "sampling": {"start_step": 50, "aggregation": "mean", "mirror": False},
     "covariance": {"shrinkage_n0": 2.0, "floor_m": 0.005},
 }
 FORMAT_VERSION = 2

@@ -17,8 +17,15 @@ Then `steps` deterministic DDIM calls (eta = 0). `mean` is chosen by `aggregatio
   * "mean": the mean of the N final hypotheses (the paper);
   * "posterior": the mean of the N first x0-predictions, i.e. the denoiser's estimate of
     E[pose | 2D] (its MMSE estimate) without the Monte-Carlo noise of averaging N posterior draws.
+With `mirror` (config["sampling"]["mirror"]) the odd hypotheses are lifted from the mirror image
+of the input (skeleton.mirror: x -> -x, left and right swapped; the training data hold both
+images of every motion) and mirrored back: the encoder conditions them on its own second
+estimate, and each mean above is the average of the two halves' means (N = 1: the input only).
+The two estimates differ by about 16 mm per joint, and their average is 1.4-2.4 % closer to the
+truth than either (the same holds for the encoder alone); their disagreement enters the spread.
 forward = aggregate(chain(...)): the calibration runs the chains once with its largest N and
-aggregates every smaller N from their first N (evaluation.lift_set_nested).
+aggregates every smaller N from their first N (evaluation.lift_set_nested); the halves follow
+the hypothesis index, so the first N chains are still a draw of that N.
 Only static control flow and no random op inside, so equal inputs give equal outputs.
 """
 from pathlib import Path
@@ -27,13 +34,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..skeleton import NUM_JOINTS
+from ..skeleton import NUM_JOINTS, mirror
 from .diffusion import ddim_step, ddim_timesteps, kernel_draw, make_schedule
 from .encoder import normalise_2d
 from .gmm import GMM
 from .model_io import Bundle, load_bundle
 
 AGGREGATIONS = ("mean", "posterior")
+
+
+def odd_hypotheses(like):
+    """(B, N) bool: hypothesis n is odd (the mirror image's). From the tensor, not a python int,
+    so that an exported graph takes any N."""
+    idx = torch.ones_like(like).cumsum(dim=1) - 1.0
+    return (idx - 2.0 * torch.floor(0.5 * idx)) > 0.5
 
 
 def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float):
@@ -51,9 +65,9 @@ def covariance_from_hypotheses(hyps, prior_cov, n0: float, floor: float):
 
 class DiffPoseSampler(nn.Module):
     def __init__(self, bundle: Bundle, steps: int = 5, n_hyp: int = 5, start_step: int = None,
-                 aggregation: str = None):
-        """start_step / aggregation: default from the bundle's config["sampling"]. n_hyp is only
-        the default N of callers (the graph takes any N)."""
+                 aggregation: str = None, mirror: bool = None):
+        """start_step / aggregation / mirror: default from the bundle's config["sampling"]. n_hyp
+        is only the default N of callers (the graph takes any N)."""
         super().__init__()
         if bundle.denoiser is None or bundle.gmm is None:
             raise ValueError("bundle has no trained denoiser / GMM; run diffpose-train")
@@ -72,6 +86,7 @@ class DiffPoseSampler(nn.Module):
             raise ValueError(f"start_step must be in [1, {n_diff}], got {start_step}")
         self.start_step = int(start_step)
         self.aggregation = aggregation or sampling.get("aggregation", "mean")
+        self.mirror = bool(sampling.get("mirror", False) if mirror is None else mirror)
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         ks = ddim_timesteps(self.start_step, min(self.steps, self.start_step))
@@ -111,17 +126,24 @@ class DiffPoseSampler(nn.Module):
         (B,N,17,3, metres, not rooted) and the H_K prior covariance (B,17,3,3). Chains are
         independent, so the first n of them are a draw with N = n (calibration lifts once with
         the largest N and aggregates each smaller one from it)."""
+        b, n = init_noise.shape[0], init_noise.shape[1]
+        if self.mirror:  # the input and its mirror image in one encoder batch
+            keypoints = torch.cat([keypoints, mirror(keypoints)])
         feat, mu = self.encoder(keypoints)
         kp_last = keypoints[:, -1] if self.temporal else keypoints
         feats_2d, _ = normalise_2d(kp_last)
-        sigma = self.scale(kp_last)  # (B, 17, 3) metres
-        n = init_noise.shape[1]
+        sigma = self.scale(kp_last)  # (B, 17, 3) metres (2B with the mirror image)
         m_c, xi = kernel_draw(self.kernel_onehot(kernel_u), self.g_means, self.g_chol, init_noise)
         m_c, xi = m_c.flatten(0, 1), xi.flatten(0, 1)  # (B*N, 17, 3)
         s = self.start_mean * m_c + self.start_scale * xi
+        odd = odd_hypotheses(kernel_u).flatten()  # (B*N,)
 
         def rep(x):  # (B, ...) -> (B*N, ...), hypothesis-major within each person
-            return x.unsqueeze(1).expand(x.shape[0], n, *x.shape[1:]).flatten(0, 1)
+            x_in = x[:b].unsqueeze(1).expand(b, n, *x.shape[1:]).flatten(0, 1)
+            if not self.mirror:
+                return x_in
+            x_mir = x[b:].unsqueeze(1).expand(b, n, *x.shape[1:]).flatten(0, 1)
+            return torch.where(odd.view(-1, *[1] * (x.dim() - 1)), x_mir, x_in)
 
         feat_r, mu_r, sig_r, f2d_r = rep(feat), rep(mu), rep(sigma), rep(feats_2d)
         zero = torch.zeros_like(m_c[:, :1])
@@ -131,19 +153,34 @@ class DiffPoseSampler(nn.Module):
             s0_hat = torch.cat([zero, s0_hat[:, 1:]], dim=1)
             first = s0_hat if first is None else first
             s = ddim_step(s, s0_hat, m_c, a_k, a_next)
+        hyps, first = mu_r + sig_r * s, mu_r + sig_r * first
+        if self.mirror:  # the mirror image's hypotheses back into the camera's frame
+            o = odd.view(-1, 1, 1)
+            hyps, first = torch.where(o, mirror(hyps), hyps), torch.where(o, mirror(first), first)
         shape = (-1, n, NUM_JOINTS, 3)
-        hyps = (mu_r + sig_r * s).reshape(shape)
+        hyps = hyps.reshape(shape)
         hyps = hyps - hyps[:, :, :1]
+        sigma = sigma[:b]
         prior_cov = sigma.unsqueeze(-1) * self.prior_blocks * sigma.unsqueeze(-2)  # (B,17,3,3)
-        return hyps, (mu_r + sig_r * first).reshape(shape), prior_cov
+        return hyps, first.reshape(shape), prior_cov
 
     def aggregate(self, hyps, first, prior_cov):
         """(mean (B,17,3), symmetric cov (B,17,3,3)) of the chains' outputs, by `aggregation`."""
-        mean, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor)
-        if self.aggregation == "posterior":
-            post = first.mean(dim=1)
-            mean = post - post[:, :1]
-        return mean, 0.5 * (cov + cov.transpose(-1, -2))
+        _, cov = covariance_from_hypotheses(hyps, prior_cov, self.n0, self.floor)
+        mean = self.halves_mean(first if self.aggregation == "posterior" else hyps)
+        return mean - mean[:, :1], 0.5 * (cov + cov.transpose(-1, -2))
+
+    def halves_mean(self, x):
+        """Mean over the hypotheses (B,N,17,3); with the mirror image, the average of the input's
+        and the mirror image's means, so that an odd N does not weigh one more (N = 1: the input)."""
+        if not self.mirror:
+            return x.mean(dim=1)
+        odd = odd_hypotheses(x[:, :, 0, 0]).to(x.dtype)[..., None, None]  # (B,N,1,1)
+        n_odd, n_even = odd.sum(dim=1), (1.0 - odd).sum(dim=1)
+        m_even = ((1.0 - odd) * x).sum(dim=1) / n_even.clamp(min=1.0)
+        m_odd = (odd * x).sum(dim=1) / n_odd.clamp(min=1.0)
+        w = 0.5 * n_odd.clamp(max=1.0)  # 0 without a mirror hypothesis (N = 1)
+        return (1.0 - w) * m_even + w * m_odd
 
 
 def build_sampler(weights_dir, steps: int = 5, n_hyp: int = 5) -> DiffPoseSampler:

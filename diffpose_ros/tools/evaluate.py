@@ -16,7 +16,8 @@ here: the dataset cannot be obtained on this machine).
 Per model and row: MPJPE, PA-MPJPE, root error (m and % of the distance), share of true joints
 inside the 90 % ellipsoid (root-relative and absolute; 50 / 95 % too), NLL. Rows for DiffPose, its
 encoder alone (same placement of the root) and the Martinez baseline trained on the same data in
-the same way; on the motion-capture rows DiffPose and the baseline again with the floor known
+the same way, both also `, mirrored` (averaged with their pose of the input's mirror image, as
+DiffPose's mirror hypotheses are: the same test-time gain without the diffusion); on the motion-capture rows DiffPose and the baseline again with the floor known
 (`..., floor known`: each sample's camera height and tilt given, the body scaled to stand on the
 floor, lifter/ground.py). --ablation adds sampling variants (start step, aggregation, N, steps, antithetic
 noise) of the first bundle, and --variant NAME=DIR other trained bundles (denoiser variants).
@@ -53,12 +54,17 @@ def row_label(name, scale):
 FLOOR = ", floor known"   # suffix of the rows with the camera's height and tilt given (lifter/ground.py)
 
 
-def regressor_row(model, d, place=True, ground=False):
+def regressor_row(model, d, place=True, ground=False, mirror=False):
     """Pose metrics of a regressor; the root is placed from its pose as DiffPose's is. ground:
-    (metrics, metrics with the body scaled by each sample's floor as DiffPose's is)."""
+    (metrics, metrics with the body scaled by each sample's floor as DiffPose's is). mirror: the
+    average of its pose and, mirrored back, its pose of the input's mirror image (what DiffPose's
+    mirror hypotheses do, lifter/sampler.py), to tell that gain from the diffusion's."""
     from ..lifter.evaluation import pose_metrics
     from ..lifter.training import predict_regressor
+    from ..skeleton import mirror as mirrored
     pose = predict_regressor(model, d)
+    if mirror:
+        pose = 0.5 * (pose + mirrored(predict_regressor(model, {**d, "inputs": mirrored(d["inputs"])})))
     root = None
     if place:
         from ..lifter.evaluation import placement_inputs
@@ -229,6 +235,8 @@ def main(argv=None):
             r, curve = out[0], out[-1]
             res[f"DiffPose {model}"] = r
             res[f"encoder {model}"] = regressor_row(b.encoder, d)
+            if b.config.get("sampling", {}).get("mirror"):
+                res[f"encoder {model}, mirrored"] = regressor_row(b.encoder, d, mirror=True)
             rg = out[1] if floor else None
             if floor:
                 res[f"DiffPose {model}{FLOOR}"] = rg
@@ -246,6 +254,7 @@ def main(argv=None):
                 res["Martinez baseline"], res[f"Martinez baseline{FLOOR}"] = regressor_row(baseline, d1, ground=True)
             else:
                 res["Martinez baseline"] = regressor_row(baseline, d1)
+            res["Martinez baseline, mirrored"] = regressor_row(baseline, d1, mirror=True)
             print(f"[{label}] baseline: MPJPE {res['Martinez baseline']['mpjpe_mm']:.1f}" + (
                 f", floor known {res[f'Martinez baseline{FLOOR}']['mpjpe_mm']:.1f}" if "cam_height" in d1 else ""),
                 flush=True)
@@ -269,11 +278,13 @@ def main(argv=None):
 
 ABLATION = (  # name, lift_set keyword arguments (against the bundle's shipped settings)
     ("shipped setting", {}),
-    ("full-noise start, mean of hypotheses", {"start_step": 50, "sampler_aggregation": "mean"}),
-    ("small-noise start (k0 = 15), mean", {"start_step": 15, "sampler_aggregation": "mean"}),
-    ("full-noise start, posterior mean", {"start_step": 50, "sampler_aggregation": "posterior"}),
-    ("joint-wise reprojection selection", {"aggregation": "reprojection"}),
-    ("antithetic noise pairs, mean", {"sampler_aggregation": "mean", "antithetic": True}),
+    # the variants below without the mirror image's hypotheses (what they were measured as before it)
+    ("full-noise start, mean of hypotheses", {"start_step": 50, "sampler_aggregation": "mean", "mirror": False}),
+    ("small-noise start (k0 = 15), mean", {"start_step": 15, "sampler_aggregation": "mean", "mirror": False}),
+    ("full-noise start, posterior mean, no mirror image", {"start_step": 50, "sampler_aggregation": "posterior",
+                                                           "mirror": False}),
+    ("joint-wise reprojection selection", {"aggregation": "reprojection", "mirror": False}),
+    ("antithetic noise pairs, mean", {"sampler_aggregation": "mean", "antithetic": True, "mirror": False}),
 )
 
 

@@ -51,6 +51,8 @@ def parse_args(argv):
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--start-step", type=int, default=50, help="sampling chain start (50 = full chain)")
     p.add_argument("--aggregation", choices=["mean", "posterior"], default="posterior")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="no hypotheses from the input's mirror image (lifter/sampler.py)")
     p.add_argument("--no-2d-input", action="store_true", help="ablation: the denoiser does not see the 2D")
     p.add_argument("--no-kernel-input", action="store_true", help="ablation: the denoiser does not see mu_c")
     p.add_argument("--hk-on-train", action="store_true",
@@ -116,7 +118,8 @@ def main(argv=None):
             cfg = make_config(args.model, window, encoder={"hidden": args.hidden, "layers": args.layers},
                               denoiser={"hidden": args.hidden, "layers": args.layers,
                                         "keypoints_2d": not args.no_2d_input, "kernel": not args.no_kernel_input},
-                              sampling={"start_step": args.start_step, "aggregation": args.aggregation})
+                              sampling={"start_step": args.start_step, "aggregation": args.aggregation,
+                                        "mirror": args.mirror})
             cfg["data"] = data_cfg
             enc, scale, den = build_modules(cfg)
             bundle = Bundle(cfg, enc, scale, None, None, {})
