@@ -21,7 +21,7 @@ With `mirror` (config["sampling"]["mirror"]) the odd hypotheses are lifted from 
 of the input (skeleton.mirror: x -> -x, left and right swapped; the training data hold both
 images of every motion) and mirrored back: the encoder conditions them on its own second
 estimate, and each mean above is the average of the two halves' means (N = 1: the input only).
-The two estimates differ by about 16 mm per joint, and their average is closer to the truth than
+The two estimates differ by about 40 mm per joint, and their average is closer to the truth than
 either (0.6-3.4 % lower MPJPE on the protocol rows; the encoder alone, averaged the same way,
 gains as much); their disagreement enters the spread.
 forward = aggregate(chain(...)): the calibration runs the chains once with its largest N and
