@@ -160,7 +160,9 @@ class PosePipeline:
         """What computes the frames now, for diagnostics (strings)."""
         out = {"diffusion_steps": str(self.lifter.steps), "num_hypotheses": str(self.lifter.n_hyp),
                # the covariance calibration serving them: this setting's own, or the nearest one's
-               "calibration": str(getattr(self.lifter, "calibration_source", None) or "none")}
+               "calibration": str(getattr(self.lifter, "calibration_source", None) or "none"),
+               # half the hypotheses from the input's mirror image (lifter/sampler.py)
+               "mirror_image": "on" if getattr(self.lifter, "mirror", False) else "off"}
         if self.sampler_manager is not None:
             out.update(self.sampler_manager.status())
         return out

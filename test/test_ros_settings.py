@@ -187,6 +187,7 @@ def test_n_and_steps_change_while_images_flow_at_10hz(ros, ros_env, tmp_path, no
         assert any(b.startswith("steps=3") for b in cam.building_seen)
         diag = node.counters()
         assert diag["diffusion_steps"] == "3" and diag["num_hypotheses"] == "6"
+        assert diag["mirror_image"] == "on"   # the bundled frame model lifts half from the mirror image
         assert "steps=3: sampler_s3_" in diag["sampler_graph"] and diag["sampler_building"] == "none"
         print("\n".join(report))
     finally:

@@ -187,3 +187,12 @@ def test_build_sampler_graph_is_independent_of_n(tmp_path):
     with torch.no_grad():
         for a, b in zip(s5(*args), s2(*args)):
             assert torch.equal(a, b)
+
+
+def test_diagnostics_say_whether_the_mirror_image_is_used():
+    """The shipped bundles lift half their hypotheses from the mirror image, and /diagnostics
+    (PosePipeline.sampling_status) says so; a bundle without the setting does not."""
+    assert Lifter(WEIGHTS_DIR / "frame").mirror and Lifter(WEIGHTS_DIR / "temporal").mirror
+    assert not Lifter(bundle=init_bundle(None, seed=0), runner=lambda *a: None).mirror
+    pipe = PosePipeline.create(backend="torch", lifter_weights=WEIGHTS_DIR / "frame")
+    assert pipe.sampling_status()["mirror_image"] == "on"

@@ -141,6 +141,12 @@ class Lifter:
         self.covariance_model = CovarianceModel(entry, key)
 
     @property
+    def mirror(self) -> bool:
+        """The sampler lifts its odd hypotheses from the input's mirror image (sampler.py; the
+        bundle's config["sampling"]["mirror"]); a runner built for this bundle does the same."""
+        return bool(self._bundle.config.get("sampling", {}).get("mirror", False))
+
+    @property
     def calibration_source(self):
         """Which calibration entry serves the current (steps, N) (diagnostics); None: none."""
         return self.covariance_model.key
