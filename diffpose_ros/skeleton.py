@@ -38,6 +38,7 @@ def mirror(x):
         return y * y.new_tensor(sign)
     return y * np.asarray(sign, y.dtype)
 
+
 COCO_JOINTS = (
     "nose", "l_eye", "r_eye", "l_ear", "r_ear",
     "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",

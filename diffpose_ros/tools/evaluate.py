@@ -17,10 +17,11 @@ Per model and row: MPJPE, PA-MPJPE, root error (m and % of the distance), share 
 inside the 90 % ellipsoid (root-relative and absolute; 50 / 95 % too), NLL. Rows for DiffPose, its
 encoder alone (same placement of the root) and the Martinez baseline trained on the same data in
 the same way, both also `, mirrored` (averaged with their pose of the input's mirror image, as
-DiffPose's mirror hypotheses are: the same test-time gain without the diffusion); on the motion-capture rows DiffPose and the baseline again with the floor known
-(`..., floor known`: each sample's camera height and tilt given, the body scaled to stand on the
-floor, lifter/ground.py). --ablation adds sampling variants (start step, aggregation, N, steps, antithetic
-noise) of the first bundle, and --variant NAME=DIR other trained bundles (denoiser variants).
+DiffPose's mirror hypotheses are: the same test-time gain without the diffusion); on the
+motion-capture rows DiffPose and the baseline again with the floor known (`..., floor known`:
+each sample's camera height and tilt given, the body scaled to stand on the floor,
+lifter/ground.py). --ablation adds sampling variants (start step, aggregation, N, steps,
+antithetic noise, without the mirror image) of the first bundle, and --variant NAME=DIR other trained bundles (denoiser variants).
 Writes JSON (--out), a markdown table (--table) and the plot of predicted 90 % radius vs actual
 error (--plot).
 """
