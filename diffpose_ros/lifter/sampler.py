@@ -161,7 +161,7 @@ class DiffPoseSampler(nn.Module):
         shape = (-1, n, NUM_JOINTS, 3)
         hyps = hyps.reshape(shape)
         hyps = hyps - hyps[:, :, :1]
-        sigma = sigma[:b]
+        sigma = sigma[:b]   # the shrinkage prior of the pooled hypotheses: the input's own H_K spread
         prior_cov = sigma.unsqueeze(-1) * self.prior_blocks * sigma.unsqueeze(-2)  # (B,17,3,3)
         return hyps, first.reshape(shape), prior_cov
 
