@@ -5,6 +5,9 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 WEIGHTS_DIR = PACKAGE_DIR / "weights"
+# the DiffPose bundles shipped in WEIGHTS_DIR, by the name a setting may give them; the first
+# is the default
+BUNDLED_LIFTERS = ("frame", "temporal")
 
 # ../shared/data next to the checkout; DIFFPOSE_SHARED_DATA overrides it
 SHARED_DATA = Path(os.environ.get("DIFFPOSE_SHARED_DATA", REPO_DIR.parent / "shared" / "data"))
@@ -14,6 +17,20 @@ IMAGES_DIR = SHARED_DATA / "images"
 # the sample camera's default input; CMakeLists.txt installs the same files (when it finds them
 # at build time) into share/diffpose_ros/sample_images, so that an install space has them
 DEFAULT_SAMPLE_IMAGES = ("basketball1.png", "basketball2.png", "messi5.jpg")
+
+
+def lifter_bundle(spec=None) -> Path:
+    """The DiffPose bundle folder that a setting names: '' (or None) is the bundled frame model,
+    'frame' or 'temporal' the bundled model of that name, anything else a folder. A folder that
+    exists under the given name wins over a bundled name, so that `--weights temporal` in a
+    directory holding one's own `temporal/` means that folder. Installed packages keep their
+    weights inside site-packages, so the names spare a user from finding that path."""
+    spec = "" if spec is None else str(spec)
+    if spec == "":
+        return WEIGHTS_DIR / BUNDLED_LIFTERS[0]
+    if spec in BUNDLED_LIFTERS and not Path(spec).exists():
+        return WEIGHTS_DIR / spec
+    return Path(spec)
 
 
 def cache_dir() -> Path:

@@ -109,9 +109,9 @@ class PosePipeline:
         from .backends import SamplerManager, check_cancel
         from .detector.tracker import Tracker
         from .detector.yolo_pose import YoloPoseDetector
-        from .paths import WEIGHTS_DIR
+        from .paths import lifter_bundle
         config = config or PipelineConfig()
-        weights = lifter_weights or WEIGHTS_DIR / "frame"
+        weights = lifter_bundle(lifter_weights)
         check_cancel(cancel, "start-up")
         detector = YoloPoseDetector(model_path=detector_model or None,
                                     score_threshold=config.score_threshold, threads=threads,
@@ -158,7 +158,10 @@ class PosePipeline:
 
     def sampling_status(self) -> dict[str, str]:
         """What computes the frames now, for diagnostics (strings)."""
-        out = {"diffusion_steps": str(self.lifter.steps), "num_hypotheses": str(self.lifter.n_hyp),
+        lifter = self.lifter
+        kind = f"temporal, {lifter.window} frames" if getattr(lifter, "temporal", False) else "frame"
+        out = {"lifter": f"{kind} ({getattr(lifter, 'weights_dir', '?')})",   # which bundle (lifter_weights)
+               "diffusion_steps": str(lifter.steps), "num_hypotheses": str(lifter.n_hyp),
                # the covariance calibration serving them: this setting's own, or the nearest one's
                "calibration": str(getattr(self.lifter, "calibration_source", None) or "none"),
                # half the hypotheses from the input's mirror image (lifter/sampler.py)

@@ -22,7 +22,8 @@ from launch_ros.actions import Node
 
 # launch argument -> node parameter, passed only when the argument is given (not '')
 FLOOR = ("camera_height_m", "camera_pitch_deg", "camera_roll_deg")   # numbers: the floor, for the body size
-OVERRIDES = ("image_topic", "camera_info_topic", "backend", "detector_model", "use_sim_time") + FLOOR
+OVERRIDES = ("image_topic", "camera_info_topic", "backend", "detector_model", "lifter_weights",
+             "use_sim_time") + FLOOR
 CAMERA_OVERRIDES = ("image_topic", "camera_info_topic", "use_sim_time")
 TRUE = ("true", "1", "yes", "on")
 
@@ -96,6 +97,9 @@ def generate_launch_description():
                               + not_given),
         DeclareLaunchArgument("detector_model", default_value="",
                               description="YOLOv8/YOLO11-pose ONNX path" + not_given),
+        DeclareLaunchArgument("lifter_weights", default_value="",
+                              description="frame | temporal (the bundled DiffPose models) | a bundle folder"
+                              + not_given),
         DeclareLaunchArgument("camera_height_m", default_value="",
                               description="the camera's height above the floor, m: the body's size from its feet "
                               "(0: unknown)" + not_given),

@@ -85,8 +85,9 @@ def test_launch_overrides_only_what_is_given():
     module = load_launch_file()
     not_given = {name: "" for name in module.OVERRIDES}
     assert module.given_overrides(not_given) == {}
-    assert module.given_overrides(dict(not_given, image_topic="/cam/image", backend="torch", use_sim_time="true")) == {
-        "image_topic": "/cam/image", "backend": "torch", "use_sim_time": True}
+    assert module.given_overrides(dict(not_given, image_topic="/cam/image", backend="torch", use_sim_time="true",
+                                       lifter_weights="temporal")) == {
+        "image_topic": "/cam/image", "backend": "torch", "use_sim_time": True, "lifter_weights": "temporal"}
     assert module.given_overrides(dict(not_given, use_sim_time="false")) == {"use_sim_time": False}
     assert module.given_overrides(dict(not_given, camera_height_m="1.2", camera_pitch_deg="15")) == {
         "camera_height_m": 1.2, "camera_pitch_deg": 15.0}
@@ -262,15 +263,18 @@ def test_colcon_build_and_launch_with_a_params_file(tmp_path, ros_env):
 @needs_launch
 def test_symlink_install_and_launch_in_a_namespace(tmp_path, ros_env):
     """--symlink-install (executables are links: their targets must be executable); the default
-    params file, a namespace: relative topics follow it."""
+    params file, a namespace: relative topics follow it; the bundled temporal model by name."""
     install = colcon_build(tmp_path / "ws", "--symlink-install")
     check_install(install)
     assert (install / "diffpose_ros" / "lib" / "diffpose_ros" / "pose_node").is_symlink()
     log_path = tmp_path / "launch.log"
-    launched = launch(install, log_path, ros_env, "sample_camera:=true", "namespace:=/robot1")
+    launched = launch(install, log_path, ros_env, "sample_camera:=true", "namespace:=/robot1",
+                      "lifter_weights:=temporal")
     try:
         _, diag, graph = receive("/robot1/human_pose_3d", launched, log_path, n=1)
     finally:
         stop(launched, log_path)
     assert "diffpose_pose_node" in graph.get("/robot1/image", []), graph
     assert diag["frames_out"] != "0"
+    assert diag["lifter"].startswith("temporal, 27 frames (") and diag["lifter"].endswith("weights/temporal)"), diag
+

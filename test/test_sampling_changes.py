@@ -3,6 +3,7 @@ calibration of (steps, N) is applied outside it, and a new step count is built i
 background and switched to between two frames (SamplerManager, PosePipeline.apply_sampling)."""
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from diffpose_ros.backends.child import live_children
 from diffpose_ros.lifter.lifter import Lifter
 from diffpose_ros.lifter.model_io import init_bundle
 from diffpose_ros.lifter.sampler import build_sampler
-from diffpose_ros.paths import WEIGHTS_DIR
+from diffpose_ros.paths import WEIGHTS_DIR, lifter_bundle
 from diffpose_ros.pipeline import PosePipeline, TimedRunner
 
 K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
@@ -196,3 +197,21 @@ def test_diagnostics_say_whether_the_mirror_image_is_used():
     assert not Lifter(bundle=init_bundle(None, seed=0), runner=lambda *a: None).mirror
     pipe = PosePipeline.create(backend="torch", lifter_weights=WEIGHTS_DIR / "frame")
     assert pipe.sampling_status()["mirror_image"] == "on"
+
+
+def test_bundled_lifters_by_name(tmp_path, monkeypatch):
+    """lifter_weights / --weights: '' is the bundled frame model, 'frame' and 'temporal' the
+    bundled ones, anything else a folder; a folder of that name where one runs wins over the
+    name. /diagnostics says which model and folder lift."""
+    monkeypatch.chdir(tmp_path)
+    assert lifter_bundle("") == lifter_bundle(None) == lifter_bundle("frame") == WEIGHTS_DIR / "frame"
+    assert lifter_bundle("temporal") == WEIGHTS_DIR / "temporal"
+    assert lifter_bundle(str(tmp_path / "mine")) == tmp_path / "mine"
+    (tmp_path / "temporal").mkdir()                 # one's own bundle of that name
+    assert lifter_bundle("temporal") == Path("temporal")
+    assert lifter_bundle("baseline") == Path("baseline")    # not a DiffPose bundle: a folder name
+    pipe = PosePipeline.create(backend="torch", lifter_weights="")
+    assert pipe.sampling_status()["lifter"] == f"frame ({WEIGHTS_DIR / 'frame'})"
+    monkeypatch.chdir(tmp_path / "temporal")        # no temporal/ here: the bundled one
+    lifter = Lifter("temporal")
+    assert lifter.temporal and lifter.weights_dir == WEIGHTS_DIR / "temporal"

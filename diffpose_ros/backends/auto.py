@@ -79,11 +79,9 @@ def make_backend(name: str = "auto", weights_dir=None, steps: int = 5, max_peopl
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend: unknown name {name!r}; choose one of "
                          f"{', '.join(BACKEND_NAMES)}")
-    if weights_dir is None:
-        from diffpose_ros import paths
+    from diffpose_ros.paths import lifter_bundle   # '' / None: the Lifter's default bundle
 
-        weights_dir = paths.WEIGHTS_DIR / "frame"  # the Lifter's default bundle
-    weights_dir = Path(weights_dir)
+    weights_dir = lifter_bundle(weights_dir)
     if build is None:
         try:
             from diffpose_ros.lifter.sampler import build_sampler as build

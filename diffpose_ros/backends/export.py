@@ -453,11 +453,9 @@ def load_or_export(weights_dir=None, steps: int = 5, *, max_people: int = 10,
     log = default_logger(logger)
     if build is None:
         from diffpose_ros.lifter.sampler import build_sampler as build
-    if weights_dir is None:
-        from diffpose_ros import paths
+    from diffpose_ros.paths import lifter_bundle   # '' / None: the Lifter's default bundle
 
-        weights_dir = paths.WEIGHTS_DIR / "frame"  # the Lifter's default bundle
-    weights_dir = Path(weights_dir)
+    weights_dir = lifter_bundle(weights_dir)
     expected = expected_metadata(weights_dir, steps, opset, build)
     if path is None:
         path = sampler_cache_dir(cache_dir) / graph_filename(steps, graph_key(expected))

@@ -14,14 +14,13 @@ the body is rescaled to stand on it (ground.py); and calibration.py turns the ra
 published covariances with the calibration of this (steps, N).
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import camera
 from ..detector.uncertainty import keypoint_box_diagonal, keypoint_sigma_px
-from ..paths import WEIGHTS_DIR
+from ..paths import lifter_bundle
 from ..skeleton import NUM_JOINTS
 from .calibration import CovarianceModel, PoseTypicality, absolute_hypothesis_cov, reprojection_score, select_entry
 from .ground import Ground, apply_floor
@@ -102,7 +101,7 @@ class Lifter:
         "reprojection" (joint-wise selection of the hypothesis that best explains the 2D).
         bundle: an already loaded Bundle instead of weights_dir (evaluation of fresh models)."""
         if bundle is None:
-            self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / "frame"
+            self.weights_dir = lifter_bundle(weights_dir)
             bundle = load_bundle(self.weights_dir)
         else:
             self.weights_dir = bundle.path

@@ -118,7 +118,8 @@ PARAMETERS = {
                          "threads): more frames/s where the two do not share the same cores (the lifter on a GPU); "
                          "README: overlapping the detector and the lifter", None, False),
     "max_people": (10, "most people lifted per image (highest scores first)", (1, 100), True),
-    "lifter_weights": ("", "DiffPose bundle folder ('' = bundled frame model)", None, False),
+    "lifter_weights": ("", "DiffPose bundle: frame or temporal (the bundled models) or a folder "
+                           "('' = frame)", None, False),
     "backend": ("auto", "inference backend of the lifter", BACKENDS, False),
     "fp16": (True, "TensorRT FP16 engine", None, False),
     "diffusion_steps": (5, "DDIM steps", (1, 50), True),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..paths import WEIGHTS_DIR
+from ..paths import lifter_bundle
 from . import common
 
 DEFAULT_STEPS = (1, 2, 5, 10)
@@ -106,7 +106,8 @@ def calibrate_bundle(bundle, val: dict, steps_list, n_list, seed: int = 0, max_s
 def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
+    p.add_argument("--weights", type=lifter_bundle, default="",
+                   help="DiffPose bundle: frame or temporal (the bundled ones) or a folder; default frame")
     p.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS))
     p.add_argument("--n-hyp", type=int, nargs="+", default=list(DEFAULT_N))
     p.add_argument("--max-samples", type=int, default=MAX_SAMPLES)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..paths import REPO_DIR
+from ..paths import REPO_DIR, lifter_bundle
 from . import common
 
 EVAL_FPS = 10.0
@@ -168,7 +168,8 @@ def markdown(result) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, nargs="+", required=True)
+    p.add_argument("--weights", type=lifter_bundle, nargs="+", required=True,
+                   help="DiffPose bundles (frame, temporal: the bundled ones; or folders)")
     p.add_argument("--baseline", type=Path, default=None)
     p.add_argument("--rows", nargs="+", default=["val", *common.TEST_ROWS])
     p.add_argument("--scales", type=float, nargs="+", default=list(common.TEST_SCALES))

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lifter.metrics import CHI2_3DOF_90
-from ..paths import REPO_DIR, WEIGHTS_DIR
+from ..paths import REPO_DIR, lifter_bundle
 from . import common
 
 # v3: sequences carry the lifter's size_var; v4: size_var_track; v5: the root by the
@@ -481,7 +481,8 @@ def main(argv=None) -> int:
     p.add_argument("--drops", nargs="+", default=list(DROPS), choices=DROPS)
     p.add_argument("--models", nargs="+", default=["cv"], choices=["cv", "ca"],
                    help="motion models to compare (the first one is plotted)")
-    p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
+    p.add_argument("--weights", type=lifter_bundle, default="",
+                   help="DiffPose bundle: frame or temporal (the bundled ones) or a folder; default frame")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--n-hyp", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from diffpose_ros.backends.export import (DEFAULT_OPSET, TENSORRT_85_OPS, graph_op_types,
                                           load_or_export, read_metadata)
-from diffpose_ros.paths import WEIGHTS_DIR
+from diffpose_ros.paths import lifter_bundle
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR / "frame",
-                        help="lifter bundle folder (config.json, model.pt, gmm.npz, ...); "
-                             "default diffpose_ros/weights/frame")
+    parser.add_argument("--weights-dir", type=lifter_bundle, default="",
+                        help="lifter bundle: frame or temporal (the bundled ones) or a folder "
+                             "(config.json, model.pt, gmm.npz, ...); default frame")
     parser.add_argument("--steps", type=int, default=5, help="DDIM steps K (default 5)")
     parser.add_argument("--max-people", type=int, default=10,
                         help="largest batch checked against PyTorch after export (default 10)")

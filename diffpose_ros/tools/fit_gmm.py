@@ -8,15 +8,15 @@ the old H_K's forward process: retrain it afterwards (diffpose-train --stage den
 """
 import argparse
 import sys
-from pathlib import Path
 
-from ..paths import WEIGHTS_DIR
+from ..paths import lifter_bundle
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="diffpose-fit-gmm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
+    p.add_argument("--weights", type=lifter_bundle, default="",
+                   help="DiffPose bundle: frame or temporal (the bundled ones) or a folder; default frame")
     p.add_argument("--gmm-components", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..paths import WEIGHTS_DIR
+from ..paths import lifter_bundle
 
 
 class InputError(ValueError):
@@ -148,7 +148,8 @@ def main(argv=None):
     p.add_argument("-o", "--out", type=Path, help="output npz (same as the positional output)")
     p.add_argument("--backend", default="torch",
                    help="sampler backend: torch (default), onnxruntime, tensorrt, auto, ...")
-    p.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "frame")
+    p.add_argument("--weights", type=lifter_bundle, default="",
+                   help="DiffPose bundle: frame or temporal (the bundled ones) or a folder; default frame")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--n-hyp", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
