@@ -277,4 +277,3 @@ def test_symlink_install_and_launch_in_a_namespace(tmp_path, ros_env):
     assert "diffpose_pose_node" in graph.get("/robot1/image", []), graph
     assert diag["frames_out"] != "0"
     assert diag["lifter"].startswith("temporal, 27 frames (") and diag["lifter"].endswith("weights/temporal)"), diag
-
