@@ -163,9 +163,9 @@ class PosePipeline:
         out = {"lifter": f"{kind} ({getattr(lifter, 'weights_dir', '?')})",   # which bundle (lifter_weights)
                "diffusion_steps": str(lifter.steps), "num_hypotheses": str(lifter.n_hyp),
                # the covariance calibration serving them: this setting's own, or the nearest one's
-               "calibration": str(getattr(self.lifter, "calibration_source", None) or "none"),
+               "calibration": str(getattr(lifter, "calibration_source", None) or "none"),
                # half the hypotheses from the input's mirror image (lifter/sampler.py)
-               "mirror_image": "on" if getattr(self.lifter, "mirror", False) else "off"}
+               "mirror_image": "on" if getattr(lifter, "mirror", False) else "off"}
         if self.sampler_manager is not None:
             out.update(self.sampler_manager.status())
         return out

@@ -143,7 +143,7 @@ class Lifter:
     def mirror(self) -> bool:
         """The sampler lifts its odd hypotheses from the input's mirror image (sampler.py; the
         bundle's config["sampling"]["mirror"]); a runner built for this bundle does the same."""
-        return bool(self._bundle.config.get("sampling", {}).get("mirror", False))
+        return self._bundle.mirror
 
     @property
     def calibration_source(self):

@@ -55,6 +55,12 @@ class Bundle:
         return int(self.config["window"]) if self.temporal else 1
 
     @property
+    def mirror(self) -> bool:
+        """config["sampling"]["mirror"]: the sampler lifts its odd hypotheses from the input's
+        mirror image (sampler.py)."""
+        return bool((self.config.get("sampling") or {}).get("mirror", False))
+
+    @property
     def window_fps(self) -> float:
         """The frame rate of the training windows (diffpose-train's --fps; 10 for a temporal
         model that does not record it): the lifter samples its windows at this rate."""

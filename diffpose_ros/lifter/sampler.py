@@ -22,8 +22,9 @@ of the input (skeleton.mirror: x -> -x, left and right swapped; the training dat
 images of every motion) and mirrored back: the encoder conditions them on its own second
 estimate, and each mean above is the average of the two halves' means (N = 1: the input only).
 The two estimates differ by about 40 mm per joint, and their average is closer to the truth than
-either (0.6-3.4 % lower MPJPE on the protocol rows; the encoder alone, averaged the same way,
-gains as much); their disagreement enters the spread.
+either (0.6-3.4 % lower MPJPE on the protocol rows with the weights of 2026-12-07, 1.2-1.6 mm
+with the longer-trained frame model; the encoder alone, averaged the same way, gains as much);
+their disagreement enters the spread.
 forward = aggregate(chain(...)): the calibration runs the chains once with its largest N and
 aggregates every smaller N from their first N (evaluation.lift_set_nested); the halves follow
 the hypothesis index, so the first N chains are still a draw of that N.
@@ -87,7 +88,7 @@ class DiffPoseSampler(nn.Module):
             raise ValueError(f"start_step must be in [1, {n_diff}], got {start_step}")
         self.start_step = int(start_step)
         self.aggregation = aggregation or sampling.get("aggregation", "mean")
-        self.mirror = bool(sampling.get("mirror", False) if mirror is None else mirror)
+        self.mirror = bundle.mirror if mirror is None else bool(mirror)
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         ks = ddim_timesteps(self.start_step, min(self.steps, self.start_step))

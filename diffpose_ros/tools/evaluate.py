@@ -237,7 +237,7 @@ def main(argv=None):
             r, curve = out[0], out[-1]
             res[f"DiffPose {model}"] = r
             res[f"encoder {model}"] = regressor_row(b.encoder, d)
-            if b.config.get("sampling", {}).get("mirror"):
+            if b.mirror:
                 res[f"encoder {model}, mirrored"] = regressor_row(b.encoder, d, mirror=True)
             rg = out[1] if floor else None
             if floor:
